@@ -1,0 +1,38 @@
+"""Test set-up: CPU only, two logical CPU devices, fixed seeds, quiet TensorFlow.
+
+Everything here runs before TensorFlow is imported by any test module, because
+logical devices can only be configured before the runtime initialises.
+"""
+import os
+import random
+
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")  # hide GPUs: tests are CPU-only
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # oneDNN reorders sums; oracles want plain fp32
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+tf.get_logger().setLevel("ERROR")
+_cpus = tf.config.list_physical_devices("CPU")
+tf.config.set_logical_device_configuration(
+    _cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+
+SEED = 1234
+
+
+@pytest.fixture(autouse=True)
+def _fixed_seeds():
+    random.seed(SEED)
+    np.random.seed(SEED)
+    tf.random.set_seed(SEED)
+    import keras
+    keras.utils.set_random_seed(SEED)
+    yield
+
+
+@pytest.fixture
+def two_replicas():
+    """A MirroredStrategy over the two logical CPUs."""
+    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
