@@ -151,3 +151,79 @@ class TrainConfig:
 
     def epochs_to_steps(self, epochs: float) -> int:
         return int(round(epochs * self.num_train_examples / self.train_batch_size))
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """Everything one stage needs: the parts above plus where things go.
+
+    Attributes:
+      model, head, loss, memory, optimizer, train: see the classes above.
+      data: a `data.config.DataConfig`.
+      train_mode: 'pretrain', 'finetune' or 'distill'.
+      model_dir: checkpoints, SavedModels (model_dir/saved_model/<step>), TensorBoard logs.
+      checkpoint: warm start (checkpoint prefix, model_dir or SavedModel); required to
+        fine-tune.
+      teacher: distillation teacher (checkpoint prefix, model_dir or SavedModel).
+      keep_checkpoint_max, keep_hub_module_max: how many checkpoints / SavedModels to keep.
+      checkpoint_every_steps: save period in steps (rounded up to steps_per_loop).
+      lineareval_while_pretraining: linear head on stop-gradient features in pretraining.
+      eval_batch_size, eval_steps: evaluation batch; 0 steps = the whole split.
+      precision: 'float32', 'mixed_bfloat16' or 'mixed_float16'.
+      jit_compile: XLA-compile the replica step.
+      progress_bar: live bar (None = when stdout is a terminal).
+    """
+    model: ModelConfig
+    head: HeadConfig
+    loss: LossConfig
+    memory: MemoryConfig
+    optimizer: OptimizerConfig
+    train: TrainConfig
+    data: object
+    train_mode: str = "pretrain"
+    model_dir: str = "runs/pretrain"
+    checkpoint: Optional[str] = None
+    teacher: Optional[str] = None
+    keep_checkpoint_max: int = 5
+    keep_hub_module_max: int = 1
+    checkpoint_every_steps: int = 0
+    lineareval_while_pretraining: bool = True
+    eval_batch_size: int = 256
+    eval_steps: int = 0
+    precision: str = "float32"
+    jit_compile: bool = False
+    progress_bar: Optional[bool] = None
+
+    @property
+    def export_dir(self) -> str:
+        return f"{self.model_dir}/saved_model"
+
+    def hparams(self) -> dict:
+        """Flat {name: value} of scalar settings, for TensorBoard's hparams plugin."""
+        flat = {"train_mode": self.train_mode, "precision": self.precision}
+        for part in ("model", "head", "loss", "memory", "optimizer", "train", "data"):
+            for key, value in dataclasses.asdict(getattr(self, part)).items():
+                if isinstance(value, (bool, int, float, str)):
+                    flat[f"{part}.{key}"] = value
+        return flat
+
+
+_PARTS = {"model": ModelConfig, "head": HeadConfig, "loss": LossConfig, "memory": MemoryConfig,
+          "optimizer": OptimizerConfig, "train": TrainConfig}
+
+
+def run_config_to_dict(cfg: RunConfig) -> dict:
+    """A JSON-able dict of `cfg` (data included), written as model_dir/config.json."""
+    out = dataclasses.asdict(cfg)
+    out["data"] = dataclasses.asdict(cfg.data) if dataclasses.is_dataclass(cfg.data) else {}
+    return out
+
+
+def load_run_config(path: str, data) -> RunConfig:
+    """Reads a config.json written by `run_config_to_dict`; `data` replaces its data part."""
+    import json
+    with open(path) as f:
+        raw = json.load(f)
+    parts = {name: cls(**raw.pop(name)) for name, cls in _PARTS.items()}
+    raw.pop("data", None)
+    return RunConfig(**parts, data=data, **raw)

@@ -1,0 +1,37 @@
+"""Warm starts: load weights of an earlier stage into a freshly built SimCLRModel.
+
+A source is a checkpoint prefix, a model_dir (its latest checkpoint) or one of our SavedModels
+(weights only: the global step and optimizer state start afresh).
+"""
+import tensorflow as tf
+from absl import logging
+
+from checkpoints import export as export_lib
+from checkpoints import manager as ckpt_lib
+
+
+def warm_start(model, path: str, include_supervised_head: bool = False) -> str:
+    """Loads encoder and projection head (and optionally the supervised head) from `path`.
+
+    Args:
+      model: a built `SimCLRModel`.
+      path: checkpoint prefix, model_dir, or SavedModel directory.
+      include_supervised_head: also load the supervised head (teachers, evaluation).
+
+    Returns:
+      the checkpoint prefix or SavedModel directory actually read.
+
+    Raises:
+      FileNotFoundError / ValueError with the path and what did not match.
+    """
+    if export_lib.is_saved_model_dir(path):
+        export_lib.restore_from_saved_model(model, path)
+        logging.info("Warm start from SavedModel %s", path)
+        return path
+    prefix = ckpt_lib.resolve_checkpoint(path)
+    parts = {"encoder": model.encoder, "projection_head": model.projection_head}
+    if include_supervised_head and model.supervised_head is not None:
+        parts["supervised_head"] = model.supervised_head
+    ckpt_lib.restore_objects(prefix, model=tf.train.Checkpoint(**parts))
+    logging.info("Warm start from checkpoint %s (%s)", prefix, ", ".join(parts))
+    return prefix

@@ -1,0 +1,81 @@
+"""Turns parsed flags into the library's frozen configuration dataclasses.
+
+Flags the user did not pass take the defaults of the chosen stage (the paper uses a different
+learning rate, weight decay and warm-up for each), scaled down for the embedded CPU default.
+"""
+from absl import flags as absl_flags
+
+from data.config import DataConfig
+from tf2 import config as cfg_lib
+
+# Paper Sec. 3.1: pretraining and distillation share lr 0.1*sqrt(B), weight decay 1e-4 and a
+# 5% warm-up; fine-tuning uses 0.005*sqrt(B), no weight decay, no warm-up, from head layer 1.
+STAGE_DEFAULTS = {
+    "pretrain": dict(learning_rate=0.1, learning_rate_scaling="sqrt", weight_decay=1e-4,
+                     warmup_epochs=0.05, train_epochs=0.5, temperature=0.2),
+    "finetune": dict(learning_rate=0.005, learning_rate_scaling="sqrt", weight_decay=0.0,
+                     warmup_epochs=0.0, train_epochs=5, label_fraction=0.1,
+                     ft_proj_selector=1, train_batch_size=128),
+    "distill": dict(learning_rate=0.1, learning_rate_scaling="sqrt", weight_decay=1e-4,
+                    warmup_epochs=0.05, train_epochs=0.5, temperature=1.0,
+                    ft_proj_selector=1),
+}
+
+
+def value(flag_values, name):
+    """The flag's value, or the stage default when the user did not set it."""
+    if not flag_values[name].present:
+        stage = STAGE_DEFAULTS.get(flag_values.train_mode, {})
+        if name in stage:
+            return stage[name]
+    return flag_values[name].value
+
+
+def data_config(f) -> DataConfig:
+    use_blur = f.use_blur if f.use_blur is not None else f.image_size > 32
+    return DataConfig(
+        dataset=f.dataset, data_dir=f.data_dir, manual_dir=f.manual_dir, download=f.download,
+        train_split=f.train_split, eval_split=f.eval_split, image_size=f.image_size,
+        label_fraction=value(f, "label_fraction"), labels_per_class=f.labels_per_class,
+        color_jitter_strength=f.color_jitter_strength, use_blur=use_blur,
+        cache=f.cache_dataset, seed=f.seed, subset_seed=f.seed)
+
+
+def run_config(f: absl_flags.FlagValues, num_train_examples: int) -> cfg_lib.RunConfig:
+    """The RunConfig of the parsed flags `f` (validated beforehand)."""
+    v = lambda name: value(f, name)  # noqa: E731
+    model = cfg_lib.ModelConfig(
+        resnet_depth=f.resnet_depth, width_multiplier=f.width_multiplier, sk_ratio=f.sk_ratio,
+        se_ratio=f.se_ratio, cifar_stem=f.image_size <= 32,
+        batch_norm_decay=f.batch_norm_decay, global_bn=f.global_bn,
+        frozen_blocks=f.fine_tune_after_block)
+    head = cfg_lib.HeadConfig(
+        proj_head_mode=f.proj_head_mode, num_proj_layers=f.num_proj_layers,
+        proj_out_dim=f.proj_out_dim, ft_proj_selector=v("ft_proj_selector"),
+        zero_init_logits_layer=f.zero_init_logits_layer)
+    tau = v("temperature")
+    loss = cfg_lib.LossConfig(temperature=tau, hidden_norm=f.hidden_norm,
+                              distill_temperature=tau, distill_alpha=f.distill_alpha)
+    memory = cfg_lib.MemoryConfig(size=f.memory_size, ema_decay=f.memory_ema_decay)
+    optimizer = cfg_lib.OptimizerConfig(
+        optimizer=f.optimizer, learning_rate=v("learning_rate"),
+        learning_rate_scaling=v("learning_rate_scaling"), warmup_epochs=v("warmup_epochs"),
+        weight_decay=v("weight_decay"), momentum=f.momentum)
+    train = cfg_lib.TrainConfig(
+        train_batch_size=v("train_batch_size"), train_epochs=v("train_epochs"),
+        train_steps=f.train_steps or None, num_train_examples=num_train_examples,
+        steps_per_loop=f.steps_per_loop, seed=f.seed)
+    every = f.checkpoint_steps or train.epochs_to_steps(f.checkpoint_epochs)
+    return cfg_lib.RunConfig(
+        model=model, head=head, loss=loss, memory=memory, optimizer=optimizer, train=train,
+        data=data_config(f), train_mode=f.train_mode, model_dir=model_dir(f),
+        checkpoint=f.checkpoint, teacher=f.teacher,
+        keep_checkpoint_max=f.keep_checkpoint_max, keep_hub_module_max=f.keep_hub_module_max,
+        checkpoint_every_steps=every,
+        lineareval_while_pretraining=f.lineareval_while_pretraining,
+        eval_batch_size=f.eval_batch_size, eval_steps=f.eval_steps, precision=f.precision,
+        jit_compile=f.jit_compile, progress_bar=f.progress_bar)
+
+
+def model_dir(f) -> str:
+    return f.model_dir or f"runs/{f.train_mode}"

@@ -1,0 +1,111 @@
+"""Checks every flag value and combination before TensorFlow builds anything.
+
+Each problem is one line that names the flag, the value and what to do; run.py prints it and
+exits with status 2.
+"""
+import os
+
+from flags import configs
+
+RESNET_DEPTHS = (18, 34, 50, 101, 152, 200)
+
+
+class FlagError(ValueError):
+    """A bad flag value or combination; its message is meant for the user as is."""
+
+
+def _require(ok, message):
+    if not ok:
+        raise FlagError(message)
+
+
+def _check_model(f):
+    _require(f.resnet_depth in RESNET_DEPTHS,
+             f"--resnet_depth={f.resnet_depth}: use one of {', '.join(map(str, RESNET_DEPTHS))}.")
+    _require(f.width_multiplier >= 1,
+             f"--width_multiplier={f.width_multiplier}: must be an integer >= 1.")
+    _require(0.0 <= f.sk_ratio < 1.0,
+             f"--sk_ratio={f.sk_ratio}: must be in [0, 1) (paper: 0.0625; 0 turns SK off).")
+    _require(0.0 <= f.se_ratio < 1.0, f"--se_ratio={f.se_ratio}: must be in [0, 1).")
+    # Up to 32 px the CIFAR stem (stride 1) is used; block groups 2-4 halve the side 3 times.
+    _require(f.image_size >= 8,
+             f"--image_size={f.image_size}: too small for the network; use at least 8 px.")
+    _require(f.num_proj_layers >= 1, f"--num_proj_layers={f.num_proj_layers}: must be >= 1.")
+    _require(f.proj_out_dim >= 1, f"--proj_out_dim={f.proj_out_dim}: must be >= 1.")
+    layers = {"none": 0, "linear": 1, "nonlinear": f.num_proj_layers}[f.proj_head_mode]
+    sel = configs.value(f, "ft_proj_selector")
+    _require(-1 <= sel <= layers,
+             f"--ft_proj_selector={sel}: must be in [-1, {layers}] for "
+             f"--proj_head_mode={f.proj_head_mode} with {layers} head layer(s).")
+    _require(-1 <= f.fine_tune_after_block <= 4,
+             f"--fine_tune_after_block={f.fine_tune_after_block}: must be in [-1, 4].")
+    _require(0.0 < f.batch_norm_decay < 1.0,
+             f"--batch_norm_decay={f.batch_norm_decay}: must be in (0, 1).")
+
+
+def _check_objective(f):
+    tau = configs.value(f, "temperature")
+    _require(tau > 0, f"--temperature={tau}: must be > 0 (paper: 0.1).")
+    _require(f.memory_size >= 0, f"--memory_size={f.memory_size}: must be >= 0 (0 = off).")
+    _require(0.0 <= f.memory_ema_decay < 1.0,
+             f"--memory_ema_decay={f.memory_ema_decay}: must be in [0, 1) (paper: 0.999).")
+    _require(0.0 <= f.distill_alpha <= 1.0,
+             f"--distill_alpha={f.distill_alpha}: must be in [0, 1] (1 = Eq. 2, no labels).")
+
+
+def _check_optimisation(f):
+    for name in ("train_batch_size", "eval_batch_size", "steps_per_loop"):
+        _require(configs.value(f, name) > 0, f"--{name}={configs.value(f, name)}: must be > 0.")
+    _require(configs.value(f, "learning_rate") > 0,
+             f"--learning_rate={configs.value(f, 'learning_rate')}: must be > 0.")
+    _require(configs.value(f, "weight_decay") >= 0,
+             f"--weight_decay={configs.value(f, 'weight_decay')}: must be >= 0.")
+    _require(configs.value(f, "warmup_epochs") >= 0,
+             f"--warmup_epochs={configs.value(f, 'warmup_epochs')}: must be >= 0.")
+    _require(f.train_steps > 0 or configs.value(f, "train_epochs") > 0,
+             "--train_epochs and --train_steps are both 0: set one of them.")
+    _require(f.train_steps >= 0, f"--train_steps={f.train_steps}: must be >= 0.")
+
+
+def _check_data(f):
+    frac = configs.value(f, "label_fraction")
+    _require(0.0 < frac <= 1.0,
+             f"--label_fraction={frac}: must be in (0, 1], e.g. 0.01 or 0.1.")
+    _require(f.labels_per_class is None or f.labels_per_class > 0,
+             f"--labels_per_class={f.labels_per_class}: must be > 0.")
+    if f.dataset.startswith("folder:"):
+        path = f.dataset[len("folder:"):]
+        _require(os.path.isdir(path),
+                 f"--dataset={f.dataset}: {path} is not a directory of images.")
+
+
+def _check_stage(f):
+    if f.train_mode == "finetune" and f.mode != "eval":
+        _require(bool(f.checkpoint),
+                 "--train_mode=finetune needs --checkpoint=<pretrain model_dir, checkpoint "
+                 "prefix or SavedModel> (e.g. --checkpoint=runs/pretrain).")
+    if f.train_mode == "distill" and f.mode != "eval":
+        _require(bool(f.teacher),
+                 "--train_mode=distill needs --teacher=<fine-tuned model_dir, checkpoint "
+                 "prefix or SavedModel> (e.g. --teacher=runs/finetune).")
+    for name in ("checkpoint", "teacher"):
+        path = f[name].value
+        if path:
+            _require(os.path.exists(path) or os.path.exists(path + ".index"),
+                     f"--{name}={path}: no such checkpoint, model_dir or SavedModel.")
+    if f.mode == "eval":
+        _require(os.path.isdir(configs.model_dir(f)),
+                 f"--mode=eval: --model_dir={configs.model_dir(f)} does not exist; train first.")
+
+
+def validate(f) -> None:
+    """Raises FlagError with a one-line message for the first bad flag."""
+    for check in (_check_model, _check_objective, _check_optimisation, _check_data,
+                  _check_stage):
+        check(f)
+
+
+def check_batch_divides(global_batch: int, replicas: int, name="train_batch_size"):
+    _require(global_batch % replicas == 0,
+             f"--{name}={global_batch} is not divisible by the {replicas} replicas; use a "
+             f"multiple of {replicas}.")

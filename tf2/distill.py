@@ -1,0 +1,115 @@
+"""Stage 3/3: distill. Reads a fine-tuned teacher, writes a student checkpoint.
+
+The teacher is frozen, outside the optimizer, and called with training=False; it labels each
+unlabelled batch with soft targets at temperature tau (Eq. 2). With `distill_alpha < 1` the
+labelled examples of the batch add a cross-entropy term (Eq. 3). The student is built from the
+model flags: the teacher's architecture gives self-distillation, a smaller one big-to-small.
+"""
+import os
+
+import tensorflow as tf
+
+from checkpoints import export as export_lib
+from checkpoints import warm_start as warm_start_lib
+from checkpoints import manager as ckpt_lib
+from data import pipeline
+from tf2 import distribute, losses, loop, model as model_lib, optimizers
+from tf2.config import RunConfig
+
+
+class Teacher:
+    """A frozen fine-tuned network: images -> logits, never trained.
+
+    Built from a SavedModel (ours or official) or from a checkpoint plus the `config.json` the
+    teacher's run wrote beside it.
+    """
+
+    def __init__(self, path: str, fallback_cfg: RunConfig, num_classes: int):
+        self.path = path
+        if export_lib.is_saved_model_dir(path):
+            self._module = export_lib.load_saved_model(path)
+            self._model = None
+        else:
+            teacher_cfg = _teacher_config(path, fallback_cfg)
+            head_cfg = teacher_cfg.head.__class__(
+                **{**teacher_cfg.head.__dict__, "num_classes": num_classes})
+            self._model = model_lib.build_model(teacher_cfg.model, head_cfg,
+                                                image_size=fallback_cfg.data.image_size)
+            warm_start_lib.warm_start(self._model, path, include_supervised_head=True)
+            self._model.trainable = False
+
+    def __call__(self, images):
+        if self._model is not None:
+            out = self._model(images, training=False)
+        else:
+            out = self._module(images, trainable=False)
+        return tf.stop_gradient(out[model_lib.LOGITS_SUP])
+
+
+def _teacher_config(path, fallback_cfg):
+    """The teacher's RunConfig from config.json in its model_dir, else the student's."""
+    prefix = ckpt_lib.resolve_checkpoint(path)
+    config_json = os.path.join(os.path.dirname(prefix), "config.json")
+    if os.path.exists(config_json):
+        from tf2 import config as config_lib
+        return config_lib.load_run_config(config_json, data=fallback_cfg.data)
+    return fallback_cfg
+
+
+def build(cfg: RunConfig, num_classes: int):
+    """Builds the student with a supervised head, and its optimizer (inside strategy.scope()).
+
+    Returns:
+      (student, optimizer)
+    """
+    head_cfg = cfg.head.__class__(**{**cfg.head.__dict__, "num_classes": num_classes})
+    student = model_lib.build_model(cfg.model, head_cfg, image_size=cfg.data.image_size)
+    student.projection_head.freeze_after(cfg.head.ft_proj_selector)
+    return student, optimizers.build_stage_optimizer(cfg, student)
+
+
+def make_step_fn(cfg: RunConfig, student, optimizer, teacher, num_classes):
+    """Returns one replica's distillation step: batch -> {metric: scalar}."""
+    variables = student.trainable_variables
+    decay_loss = optimizers.loss_weight_decay_fn(cfg, student)
+    tau, alpha = cfg.loss.distill_temperature, cfg.loss.distill_alpha
+
+    def step_fn(batch):
+        images = batch["image"]  # (b, h, w, 3): crop + flip only
+        teacher_logits = teacher(images)
+        with tf.GradientTape() as tape:
+            logits = student(images, training=True)[model_lib.LOGITS_SUP]
+            if alpha < 1.0:
+                labels = tf.one_hot(batch["label"], num_classes)
+                loss = losses.distill_loss_with_labels(
+                    teacher_logits, logits, labels, batch["label_mask"], tau, alpha)
+            else:
+                loss = losses.distill_loss(teacher_logits, logits, tau)
+            wd = decay_loss()
+            total = loss + wd
+            # Gradients are summed over replicas: scale so the update is the global-batch mean.
+            scaled = total / distribute.num_replicas()
+        grads = tape.gradient(scaled, variables)
+        optimizer.apply_gradients(zip(grads, variables))
+        agree = tf.equal(tf.argmax(teacher_logits, -1), tf.argmax(logits, -1))
+        return {"distill_loss": loss, "teacher_agreement": tf.reduce_mean(
+                    tf.cast(agree, tf.float32)),
+                "weight_decay": wd, "total_loss": total,
+                "learning_rate": optimizer.learning_rate}
+
+    return step_fn
+
+
+def run(cfg: RunConfig, strategy, source, is_chief=True) -> str:
+    """Distils `cfg.teacher` into a student on the whole training split; returns model_dir."""
+    with strategy.scope():
+        teacher = Teacher(cfg.teacher, cfg, source.num_classes)
+        student, optimizer = build(cfg, source.num_classes)
+        if cfg.checkpoint:
+            warm_start_lib.warm_start(student, cfg.checkpoint)
+        step_fn = make_step_fn(cfg, student, optimizer, teacher, source.num_classes)
+    parts = loop.StageParts(
+        model=student, optimizer=optimizer, step_fn=step_fn,
+        input_fn=pipeline.distill_input_fn(source, cfg.data, cfg.train.train_batch_size))
+    loop.run_stage(cfg, strategy, parts, is_chief=is_chief)
+    return cfg.model_dir

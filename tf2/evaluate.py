@@ -1,0 +1,85 @@
+"""Evaluation. Reads checkpoints of a model_dir, writes result.json (top-1, top-5 on eval_split).
+
+`mode=eval` watches model_dir and evaluates each new checkpoint, stopping after the one at the
+last training step; `train_then_eval` evaluates the final checkpoint once.
+"""
+import os
+
+import tensorflow as tf
+from absl import logging
+
+from checkpoints import manager as ckpt_lib
+from data import pipeline
+from tf2 import model as model_lib
+from tf2 import summaries
+from tf2.config import RunConfig
+
+
+def build(cfg: RunConfig, num_classes: int):
+    """The model to evaluate (same structure as the trained one); no optimizer."""
+    head_cfg = cfg.head.__class__(**{**cfg.head.__dict__, "num_classes": num_classes})
+    model = model_lib.build_model(cfg.model, head_cfg, image_size=cfg.data.image_size)
+    return model, None
+
+
+def make_step_fn(model):
+    """Returns one replica's evaluation step: batch -> summed top-1/top-5 hits and count."""
+
+    def step_fn(batch):
+        logits = model(batch["image"], training=False)[model_lib.LOGITS_SUP]
+        labels = tf.cast(batch["label"], tf.int32)
+        top1 = tf.math.in_top_k(labels, logits, 1)
+        top5 = tf.math.in_top_k(labels, logits, min(5, logits.shape[-1]))
+        return {"top1": tf.reduce_sum(tf.cast(top1, tf.float32)),
+                "top5": tf.reduce_sum(tf.cast(top5, tf.float32)),
+                "count": tf.cast(tf.shape(labels)[0], tf.float32)}
+
+    return step_fn
+
+
+def evaluate_checkpoint(cfg: RunConfig, strategy, source, prefix: str) -> dict:
+    """Top-1/top-5 accuracy of the checkpoint `prefix` over the eval split."""
+    with strategy.scope():
+        model, _ = build(cfg, source.num_classes)
+        ckpt_lib.restore_objects(prefix, model=model)
+    step_fn = make_step_fn(model)
+
+    @tf.function
+    def dist_step(batch):
+        out = strategy.run(step_fn, args=(batch,))
+        return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
+                for k, v in out.items()}
+
+    dataset = strategy.distribute_datasets_from_function(
+        pipeline.eval_input_fn(source, cfg.data, cfg.eval_batch_size))
+    totals = {"top1": 0.0, "top5": 0.0, "count": 0.0}
+    for i, batch in enumerate(dataset):
+        if cfg.eval_steps and i >= cfg.eval_steps:
+            break
+        for k, v in dist_step(batch).items():
+            totals[k] += float(v)
+    count = max(totals["count"], 1.0)
+    step = int(prefix.rsplit("-", 1)[-1]) if prefix.rsplit("-", 1)[-1].isdigit() else 0
+    return {"top1": totals["top1"] / count, "top5": totals["top5"] / count,
+            "num_examples": int(totals["count"]), "global_step": step, "checkpoint": prefix}
+
+
+def run(cfg: RunConfig, strategy, source, watch=True, is_chief=True) -> dict:
+    """Evaluates the latest (or, watching, every new) checkpoint; writes result.json."""
+    if watch:
+        prefixes = tf.train.checkpoints_iterator(cfg.model_dir, timeout=600)
+    else:
+        prefixes = [ckpt_lib.resolve_checkpoint(cfg.model_dir)]
+    writer = summaries.SummaryWriter(os.path.join(cfg.model_dir, "eval"), enabled=is_chief)
+    result = {}
+    for prefix in prefixes:
+        result = evaluate_checkpoint(cfg, strategy, source, prefix)
+        logging.info("eval %s: top-1 %.4f top-5 %.4f", prefix, result["top1"], result["top5"])
+        writer.scalars(result["global_step"], {"eval/top1": result["top1"],
+                                               "eval/top5": result["top5"]})
+        if is_chief:
+            ckpt_lib.write_json_atomic(os.path.join(cfg.model_dir, "result.json"), result)
+        if result["global_step"] >= cfg.train.total_steps:
+            break
+    writer.close()
+    return result

@@ -1,0 +1,169 @@
+"""The one training loop every stage runs.
+
+The inner `@tf.function` runs `steps_per_loop` replica steps over `tf.range`; the host loop
+between two calls only checks the loss, saves checkpoints, writes summaries and reports
+progress. A stage supplies a `StageParts`; `run_stage` does the rest, so the three stages
+share resume, preemption, NaN handling, export and monitoring.
+"""
+import dataclasses
+import math
+import signal
+import time
+from typing import Callable, Dict, Optional
+
+import keras
+import tensorflow as tf
+from absl import logging
+
+from checkpoints import export as export_lib
+from checkpoints import manager as ckpt_lib
+from tf2 import summaries
+from tf2.config import RunConfig
+
+StepFn = Callable[[Dict[str, tf.Tensor]], Dict[str, tf.Tensor]]
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is left as it was."""
+
+
+@dataclasses.dataclass
+class StageParts:
+    """What a stage hands to `run_stage`.
+
+    Attributes:
+      model: the model being trained (saved, exported).
+      optimizer: its optimizer; `optimizer.iterations` is the global step.
+      step_fn: one replica's training step, batch dict -> {metric: scalar}.
+      input_fn: `input_fn(input_context) -> tf.data.Dataset` of per-replica batches.
+      extra_state: more checkpointed objects (EMA model, memory queue).
+      summary_images: optional batch key whose images go to TensorBoard once.
+    """
+    model: keras.Model
+    optimizer: keras.optimizers.Optimizer
+    step_fn: StepFn
+    input_fn: Callable
+    extra_state: Dict[str, object] = dataclasses.field(default_factory=dict)
+    summary_images: Optional[str] = "image"
+
+
+def make_multi_step(strategy, step_fn: StepFn, jit_compile=False):
+    """Returns `multi_step(iterator, num_steps) -> {metric: mean over the steps}`."""
+    replica_step = tf.function(step_fn, jit_compile=True) if jit_compile else step_fn
+
+    def one_step(iterator):
+        per_replica = strategy.run(replica_step, args=(next(iterator),))
+        # Each replica's metric is a mean over its (equal-sized) batch: MEAN is the global mean.
+        return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
+                for k, v in per_replica.items()}
+
+    @tf.function
+    def multi_step(iterator, num_steps):
+        totals = one_step(iterator)
+        for _ in tf.range(num_steps - 1):
+            out = one_step(iterator)
+            totals = {k: totals[k] + out[k] for k in totals}
+        return {k: v / tf.cast(num_steps, v.dtype) for k, v in totals.items()}
+
+    return multi_step
+
+
+class _StopRequest:
+    """Turns SIGTERM (preemption) into a flag the host loop checks between loops."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self):
+        try:
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        except ValueError:  # not the main thread: no handler, nothing to restore
+            self._previous = None
+        return self
+
+    def _handle(self, signum, frame):
+        logging.warning("SIGTERM received: saving a checkpoint after the current loop.")
+        self.requested = True
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
+def _first_batch_images(strategy, dataset, key):
+    """Local images of the first batch of replica 0, for one TensorBoard grid."""
+    batch = next(iter(dataset))
+    images = strategy.experimental_local_results(batch[key])[0]
+    if images.shape[-1] > 3:  # two views on channels: show them side by side
+        views = tf.split(images, images.shape[-1] // 3, axis=-1)  # V x (b, h, w, 3)
+        images = tf.concat(views, axis=2)  # (b, h, V*w, 3)
+    return images
+
+
+def run_stage(cfg: RunConfig, strategy, parts: StageParts, is_chief=True) -> Dict[str, float]:
+    """Trains `parts` for `cfg.train.total_steps` steps with resume, and exports at the end.
+
+    Returns:
+      the metrics of the last loop (host floats).
+    """
+    total = cfg.train.total_steps
+    dataset = strategy.distribute_datasets_from_function(parts.input_fn)
+    iterator = iter(dataset)
+    step_var = parts.optimizer.iterations
+    manager = ckpt_lib.CheckpointManager(
+        cfg.model_dir, cfg.keep_checkpoint_max, is_chief=is_chief, model=parts.model,
+        optimizer=parts.optimizer, data=iterator, **parts.extra_state)
+    restored = manager.restore_latest()
+    if restored is not None:
+        logging.info("Resumed from step %d in %s", restored, cfg.model_dir)
+    writer = summaries.SummaryWriter(cfg.model_dir, enabled=is_chief)
+    writer.hparams(cfg.hparams())
+    multi_step = make_multi_step(strategy, parts.step_fn, cfg.jit_compile)
+    per_loop = cfg.train.steps_per_loop
+    save_every = max(per_loop, cfg.checkpoint_every_steps)
+    start = int(step_var.numpy())
+    progress = summaries.Progress(total, start_step=start, use_bar=cfg.progress_bar)
+    if start == 0 and parts.summary_images:
+        writer.images(0, "augmented_views", _first_batch_images(strategy, dataset,
+                                                                parts.summary_images))
+    metrics, last_saved = {}, start
+    with _StopRequest() as stop:
+        while (step := int(step_var.numpy())) < total:
+            n = min(per_loop, total - step)
+            tic = time.perf_counter()
+            metrics = {k: float(v) for k, v in multi_step(iterator, tf.constant(n)).items()}
+            ips = n * cfg.train.train_batch_size / (time.perf_counter() - tic)
+            _check_finite(metrics, step + n, manager)
+            step += n
+            writer.scalars(step, {**{f"train/{k}": v for k, v in metrics.items()},
+                                  "train/images_per_second": ips})
+            progress.update(step, metrics, ips)
+            if step - last_saved >= save_every or step >= total or stop.requested:
+                manager.save(step)
+                last_saved = step
+            if stop.requested:
+                progress.close()
+                raise SystemExit(_preempted_message(step, cfg.model_dir))
+    progress.close()
+    if int(step_var.numpy()) != last_saved:
+        manager.save(int(step_var.numpy()))
+    export_lib.export_saved_model(parts.model, cfg.export_dir, int(step_var.numpy()),
+                                  keep_max=cfg.keep_hub_module_max) if is_chief else None
+    writer.close()
+    manager.cleanup()
+    return metrics
+
+
+def _check_finite(metrics, step, manager):
+    bad = {k: v for k, v in metrics.items() if not math.isfinite(v)}
+    if bad:
+        raise NonFiniteLossError(
+            f"Non-finite values by step {step}: {bad}. Stopped without saving; the last good "
+            f"checkpoint is {manager.latest_checkpoint}. Lower --learning_rate or check the "
+            "input data.")
+
+
+def _preempted_message(step, model_dir):
+    return (f"Stopped by SIGTERM at step {step}; checkpoint saved in {model_dir}. Run the "
+            "same command again to resume.")

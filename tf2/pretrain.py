@@ -1,0 +1,97 @@
+"""Stage 1/3: contrastive pretraining. Reads unlabelled images, writes a pretrain checkpoint.
+
+NT-Xent over all replicas' projections (+ the MoCo-style memory when `memory.size > 0`), and
+a linear head on stop-gradient features whose labels never reach the encoder.
+"""
+import tensorflow as tf
+
+from data import pipeline
+from tf2 import distribute, losses, loop, memory, model as model_lib, optimizers, schedules
+from tf2.config import RunConfig
+
+
+def build(cfg: RunConfig, num_classes: int):
+    """Builds the model and its optimizer (call inside `strategy.scope()`).
+
+    Returns:
+      (model, optimizer)
+    """
+    head_cfg = cfg.head.__class__(**{**cfg.head.__dict__, "num_classes": num_classes})
+    model = model_lib.build_model(
+        cfg.model, head_cfg, with_supervised_head=cfg.lineareval_while_pretraining,
+        stop_gradient_supervised=True, image_size=cfg.data.image_size)
+    optimizer = optimizers.build_stage_optimizer(cfg, model)
+    return model, optimizer
+
+
+def _build_memory(cfg: RunConfig, model, num_classes):
+    """The EMA copy of encoder + head and the queue it fills; None when memory is off."""
+    if not cfg.memory.enabled:
+        return None, None, None
+    ema_model, _ = build(cfg, num_classes)
+    shadow = memory.EmaShadow(model.variables, ema_model.variables, cfg.memory.ema_decay)
+    shadow.initialize()
+    queue = memory.MemoryQueue(cfg.memory.size, cfg.head.proj_out_dim)
+    return ema_model, shadow, queue
+
+
+def make_step_fn(cfg: RunConfig, model, optimizer, num_classes, ema_model=None, shadow=None,
+                 queue=None):
+    """Returns one replica's pretraining step: batch -> {metric: scalar}."""
+    variables = model.trainable_variables
+    decay_loss = optimizers.loss_weight_decay_fn(cfg, model)
+
+    def step_fn(batch):
+        images = batch["image"]  # (b, h, w, 6): two views on channels
+        negatives = mask = None
+        if queue is not None:
+            negatives, mask = queue.negatives()  # (K, d), (K,)
+        with tf.GradientTape() as tape:
+            out = model(images, training=True)
+            con_loss, logits, labels = losses.nt_xent(
+                out[model_lib.PROJ_HEAD_OUTPUT], cfg.loss.temperature, cfg.loss.hidden_norm,
+                negatives, mask)
+            metrics = {"contrast_loss": con_loss, **losses.contrastive_metrics(logits, labels)}
+            total = con_loss
+            if model_lib.LOGITS_SUP in out:
+                sup_labels = tf.one_hot(tf.concat([batch["label"]] * 2, 0), num_classes)
+                sup_loss = losses.supervised_loss(sup_labels, out[model_lib.LOGITS_SUP])
+                metrics.update(supervised_loss=sup_loss, supervised_acc=_accuracy(
+                    sup_labels, out[model_lib.LOGITS_SUP]))
+                total += sup_loss
+            wd = decay_loss()
+            total += wd
+            # The optimizer sums gradients over replicas: dividing by the replica count makes
+            # the applied gradient that of the mean loss over the global batch.
+            scaled = total / distribute.num_replicas()
+        grads = tape.gradient(scaled, variables)
+        optimizer.apply_gradients(zip(grads, variables))
+        if queue is not None:
+            keys = ema_model(images, training=True)[model_lib.PROJ_HEAD_OUTPUT]
+            queue.enqueue(tf.math.l2_normalize(keys, -1))
+            shadow.update()
+        metrics.update(weight_decay=wd, total_loss=total,
+                       learning_rate=optimizer.learning_rate)
+        return metrics
+
+    return step_fn
+
+
+def _accuracy(onehot, logits):
+    hits = tf.equal(tf.argmax(onehot, -1), tf.argmax(logits, -1))
+    return tf.reduce_mean(tf.cast(hits, tf.float32))
+
+
+def run(cfg: RunConfig, strategy, source, is_chief=True) -> str:
+    """Pretrains on `source` (a `data.datasets.Source`) and returns cfg.model_dir."""
+    num_classes = source.num_classes if cfg.lineareval_while_pretraining else 0
+    with strategy.scope():
+        model, optimizer = build(cfg, num_classes)
+        ema_model, shadow, queue = _build_memory(cfg, model, num_classes)
+        step_fn = make_step_fn(cfg, model, optimizer, num_classes, ema_model, shadow, queue)
+    extra = {} if queue is None else {"ema_model": ema_model, "memory_queue": queue}
+    parts = loop.StageParts(
+        model=model, optimizer=optimizer, step_fn=step_fn, extra_state=extra,
+        input_fn=pipeline.pretrain_input_fn(source, cfg.data, cfg.train.train_batch_size))
+    loop.run_stage(cfg, strategy, parts, is_chief=is_chief)
+    return cfg.model_dir
