@@ -88,7 +88,7 @@ def make_step_fn(cfg: RunConfig, student, optimizer, teacher, num_classes):
             wd = decay_loss()
             total = loss + wd
             # Gradients are summed over replicas: scale so the update is the global-batch mean.
-            scaled = total / distribute.num_replicas()
+            scaled = optimizers.scale_loss(optimizer, total / distribute.num_replicas())
         grads = tape.gradient(scaled, variables)
         optimizer.apply_gradients(zip(grads, variables))
         agree = tf.equal(tf.argmax(teacher_logits, -1), tf.argmax(logits, -1))

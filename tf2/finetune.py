@@ -38,7 +38,7 @@ def make_step_fn(cfg: RunConfig, model, optimizer, num_classes):
             wd = decay_loss()
             total = sup_loss + wd
             # Gradients are summed over replicas: scale so the update is the global-batch mean.
-            scaled = total / distribute.num_replicas()
+            scaled = optimizers.scale_loss(optimizer, total / distribute.num_replicas())
         grads = tape.gradient(scaled, variables)
         optimizer.apply_gradients(zip(grads, variables))
         return {"supervised_loss": sup_loss, "supervised_acc": losses.accuracy(labels, logits),

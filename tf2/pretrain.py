@@ -6,7 +6,7 @@ a linear head on stop-gradient features whose labels never reach the encoder.
 import tensorflow as tf
 
 from data import pipeline
-from tf2 import distribute, losses, loop, memory, model as model_lib, optimizers, schedules
+from tf2 import distribute, losses, loop, memory, model as model_lib, optimizers
 from tf2.config import RunConfig
 
 
@@ -63,7 +63,7 @@ def make_step_fn(cfg: RunConfig, model, optimizer, num_classes, ema_model=None, 
             total += wd
             # The optimizer sums gradients over replicas: dividing by the replica count makes
             # the applied gradient that of the mean loss over the global batch.
-            scaled = total / distribute.num_replicas()
+            scaled = optimizers.scale_loss(optimizer, total / distribute.num_replicas())
         grads = tape.gradient(scaled, variables)
         optimizer.apply_gradients(zip(grads, variables))
         if queue is not None:
