@@ -29,10 +29,15 @@ def _fixed_seeds():
     tf.random.set_seed(SEED)
     import keras
     keras.utils.set_random_seed(SEED)
+    # Every new MirroredStrategy starts its collective keys at the same number and TensorFlow
+    # remembers the shape it saw under each key, so a later test gathering another shape would
+    # fail; moving the key base (as TensorFlow's own test helpers do) keeps tests apart.
+    tf.distribute.MirroredStrategy._collective_key_base += 100000
     yield
 
 
 @pytest.fixture
 def two_replicas():
-    """A MirroredStrategy over the two logical CPUs."""
+    """A MirroredStrategy over the two logical CPUs (collective keys: see _fixed_seeds)."""
     return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+

@@ -56,7 +56,7 @@ def make_step_fn(cfg: RunConfig, model, optimizer, num_classes, ema_model=None, 
             if model_lib.LOGITS_SUP in out:
                 sup_labels = tf.one_hot(tf.concat([batch["label"]] * 2, 0), num_classes)
                 sup_loss = losses.supervised_loss(sup_labels, out[model_lib.LOGITS_SUP])
-                metrics.update(supervised_loss=sup_loss, supervised_acc=_accuracy(
+                metrics.update(supervised_loss=sup_loss, supervised_acc=losses.accuracy(
                     sup_labels, out[model_lib.LOGITS_SUP]))
                 total += sup_loss
             wd = decay_loss()
@@ -75,11 +75,6 @@ def make_step_fn(cfg: RunConfig, model, optimizer, num_classes, ema_model=None, 
         return metrics
 
     return step_fn
-
-
-def _accuracy(onehot, logits):
-    hits = tf.equal(tf.argmax(onehot, -1), tf.argmax(logits, -1))
-    return tf.reduce_mean(tf.cast(hits, tf.float32))
 
 
 def run(cfg: RunConfig, strategy, source, is_chief=True) -> str:

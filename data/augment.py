@@ -1,0 +1,374 @@
+"""SimCLR augmentations of one image, reproducible from an explicit seed.
+
+Every random decision is drawn with a stateless op from a `seed` of shape (2,), int32 or
+int64, which each function splits into sub-seeds with
+`tf.random.experimental.stateless_split`. The same seed therefore gives the same pixels
+eagerly, inside `tf.data.Dataset.map` and in another process, whatever the global seed.
+
+The building blocks (`random_resized_crop`, `random_flip`, colour ops, blur) take a float32
+RGB image in [0, 1] of shape (h, w, 3), as made by `to_rgb_float`; the `preprocess_*` and
+`two_views` entry points accept anything `to_rgb_float` accepts.
+
+Choices, following SimCLR v2's `data_util.py` unless said otherwise:
+- Crop: Inception-style random resized crop. The area fraction is uniform in `area_range`
+  and the aspect ratio uniform (not log-uniform) in `aspect_ratio_range`, measured relative
+  to the image's own aspect ratio, as SimCLR passes `(3/4 * w/h, 4/3 * w/h)` to
+  `tf.image.sample_distorted_bounding_box`. Unlike that op, which draws the crop height
+  uniformly (so its area is not uniform), we draw the area itself, as torchvision does.
+  When none of `max_attempts` candidates fits, the whole image is used. Bicubic resize.
+- Colour: brightness multiplies by a factor uniform in [1-b, 1+b] (SimCLR v2); contrast,
+  saturation and hue are `tf.image.adjust_*`; applied in a random order, clipped after each.
+- Blur: separable Gaussian, reflect padding by default; SimCLR zero-pads (`padding='SAME'`),
+  which darkens the border.
+"""
+import functools
+
+import tensorflow as tf
+
+CROP_AREA_RANGE = (0.08, 1.0)
+CROP_ASPECT_RATIO_RANGE = (3.0 / 4.0, 4.0 / 3.0)
+BLUR_SIGMA_RANGE = (0.1, 2.0)
+JITTER_PROBABILITY = 0.8
+GRAYSCALE_PROBABILITY = 0.2
+
+
+def _sub_seeds(seed, num):
+    """Splits a (2,) seed into `num` independent (2,) seeds of the same dtype."""
+    return tf.unstack(tf.random.experimental.stateless_split(seed, num), num=num)  # num x (2,)
+
+
+def _coin(seed, p):
+    """A bool scalar, True with probability `p`."""
+    return tf.random.stateless_uniform([], seed) < p
+
+
+def _random_apply(fn, image, seed, p):
+    """fn(image) with probability `p`, else the image unchanged."""
+    return tf.cond(_coin(seed, p), lambda: fn(image), lambda: tf.identity(image))
+
+
+def _resize(image, size):
+    """Bicubic resize to (size, size), clipped back to [0, 1] (bicubic overshoots)."""
+    image = tf.image.resize(image, [size, size], method=tf.image.ResizeMethod.BICUBIC)
+    return tf.clip_by_value(image, 0.0, 1.0)
+
+
+def to_rgb_float(image):
+    """Converts any image to float32 RGB in [0, 1].
+
+    Args:
+      image: (h, w), (h, w, 1), (h, w, 3) or (h, w, 4). Integer images are divided by their
+        dtype's maximum (255 for uint8); float images are assumed to be in [0, 1] already.
+        Grayscale is repeated over three channels; an alpha channel is dropped.
+
+    Returns:
+      (h, w, 3) float32.
+    """
+    image = tf.convert_to_tensor(image)
+    if image.shape.rank == 2:
+        image = image[:, :, tf.newaxis]  # (h, w, 1)
+    if image.dtype.is_integer:
+        image = tf.cast(image, tf.float32) / float(image.dtype.max)
+    else:
+        image = tf.cast(image, tf.float32)
+    channels = image.shape[-1]
+    if channels == 1:
+        image = tf.tile(image, [1, 1, 3])  # (h, w, 3)
+    elif channels in (3, 4):
+        image = image[:, :, :3]  # (h, w, 3)
+    elif channels is None:  # e.g. tf.io.decode_image without `channels`
+        image = tf.cond(tf.shape(image)[-1] == 1,
+                        lambda: tf.tile(image[:, :, :1], [1, 1, 3]),
+                        lambda: image[:, :, :3])
+    else:
+        raise ValueError(f"expected 1, 3 or 4 channels, got {channels}")
+    return tf.ensure_shape(image, [None, None, 3])
+
+
+def sample_crop_box(shape, seed, area_range=CROP_AREA_RANGE,
+                    aspect_ratio_range=CROP_ASPECT_RATIO_RANGE, max_attempts=100):
+    """Draws the box of a random resized crop.
+
+    All `max_attempts` candidates are drawn at once and the first that fits is kept, which
+    is the same distribution as drawing them one by one.
+
+    Args:
+      shape: int tensor (>= 2,), the image shape; only (height, width) are read.
+      seed: (2,) int32/int64.
+      area_range: bounds of the crop area as a fraction of the image area (uniform).
+      aspect_ratio_range: bounds of (crop w / crop h) / (image w / image h) (uniform).
+      max_attempts: candidates to draw before falling back to the whole image.
+
+    Returns:
+      (4,) int32: offset_y, offset_x, crop_height, crop_width.
+    """
+    height = tf.cast(shape[0], tf.float32)
+    width = tf.cast(shape[1], tf.float32)
+    area_seed, ratio_seed, offset_seed = _sub_seeds(seed, 3)
+    area = height * width * tf.random.stateless_uniform(
+        [max_attempts], area_seed, area_range[0], area_range[1])  # (attempts,) pixels
+    ratio = (width / height) * tf.random.stateless_uniform(
+        [max_attempts], ratio_seed, aspect_ratio_range[0], aspect_ratio_range[1])
+    crop_w = tf.round(tf.sqrt(area * ratio))  # (attempts,)
+    crop_h = tf.round(tf.sqrt(area / ratio))
+    fits = (crop_w >= 1) & (crop_w <= width) & (crop_h >= 1) & (crop_h <= height)
+    first = tf.argmax(tf.cast(fits, tf.int32))  # index of the first True (0 if none)
+    any_fits = tf.reduce_any(fits)
+    crop_h = tf.where(any_fits, tf.gather(crop_h, first), height)
+    crop_w = tf.where(any_fits, tf.gather(crop_w, first), width)
+    # Offsets uniform over the integer positions that keep the box inside the image.
+    uniform = tf.random.stateless_uniform([2], offset_seed)  # (2,) in [0, 1)
+    room = tf.stack([height - crop_h, width - crop_w]) + 1.0  # (2,)
+    offsets = tf.minimum(tf.floor(uniform * room), room - 1.0)
+    return tf.cast(tf.concat([offsets, [crop_h, crop_w]], axis=0), tf.int32)  # (4,)
+
+
+def random_resized_crop(image, seed, size, area_range=CROP_AREA_RANGE,
+                        aspect_ratio_range=CROP_ASPECT_RATIO_RANGE, max_attempts=100):
+    """Crops a box from `sample_crop_box` and resizes it bicubically.
+
+    Args:
+      image: (h, w, c) float32 in [0, 1].
+      seed: (2,) int32/int64.
+      size: output side in pixels.
+      area_range, aspect_ratio_range, max_attempts: as in `sample_crop_box`.
+
+    Returns:
+      (size, size, c) float32 in [0, 1].
+    """
+    box = sample_crop_box(tf.shape(image), seed, area_range, aspect_ratio_range, max_attempts)
+    crop = tf.slice(image, [box[0], box[1], 0], [box[2], box[3], -1])  # (crop_h, crop_w, c)
+    return _resize(crop, size)
+
+
+def random_flip(image, seed):
+    """Flips (h, w, c) left-right with probability 0.5."""
+    return tf.cond(_coin(seed, 0.5), lambda: tf.reverse(image, axis=[1]),
+                   lambda: tf.identity(image))
+
+
+def scale_brightness(image, factor):
+    """Multiplies every value by `factor` (SimCLR v2 brightness), clipped to [0, 1]."""
+    return tf.clip_by_value(image * factor, 0.0, 1.0)
+
+
+def _clipped(adjust):
+    """Wraps a tf.image.adjust_* op so that its result is clipped to [0, 1]."""
+    def op(image, value):
+        return tf.clip_by_value(adjust(image, value), 0.0, 1.0)
+    return op
+
+
+# Jitter ops in the order of `sample_color_jitter`'s factors; each clips its result.
+JITTER_OPS = (scale_brightness, _clipped(tf.image.adjust_contrast),
+              _clipped(tf.image.adjust_saturation), _clipped(tf.image.adjust_hue))
+
+
+def sample_color_jitter(seed, strength):
+    """Draws the four jitter parameters and the order in which to apply them.
+
+    Args:
+      seed: (2,) int32/int64.
+      strength: s; brightness, contrast and saturation factors are uniform in
+        [max(1 - 0.8s, 0), 1 + 0.8s] and the hue shift uniform in [-0.2s, 0.2s].
+
+    Returns:
+      factors: (4,) float32, [brightness, contrast, saturation, hue shift].
+      order: (4,) int32, a permutation of range(4): order[i] is the op applied i-th.
+    """
+    strong, hue = 0.8 * strength, 0.2 * strength
+    low = tf.constant([max(1.0 - strong, 0.0)] * 3 + [-hue], tf.float32)  # (4,)
+    high = tf.constant([1.0 + strong] * 3 + [hue], tf.float32)  # (4,)
+    factor_seed, order_seed = _sub_seeds(seed, 2)
+    factors = low + (high - low) * tf.random.stateless_uniform([4], factor_seed)
+    order = tf.argsort(tf.random.stateless_uniform([4], order_seed))  # uniform permutation
+    return factors, tf.cast(order, tf.int32)
+
+
+def apply_color_jitter(image, factors, order):
+    """Applies the `JITTER_OPS` with `factors` in the given `order` (see sample_color_jitter)."""
+    for i in range(len(JITTER_OPS)):
+        branches = [functools.partial(op, image, factors[k]) for k, op in enumerate(JITTER_OPS)]
+        image = tf.switch_case(order[i], branches)
+    return image
+
+
+def color_jitter(image, seed, strength):
+    """Random brightness, contrast, saturation and hue in a random order.
+
+    Args:
+      image: (h, w, 3) float32 in [0, 1].
+      seed: (2,) int32/int64.
+      strength: jitter strength s (SimCLR's `color_jitter_strength`); 0 returns the image.
+
+    Returns:
+      (h, w, 3) float32 in [0, 1].
+    """
+    if strength == 0:  # SimCLR skips ops whose range is empty
+        return image
+    factors, order = sample_color_jitter(seed, strength)
+    return apply_color_jitter(image, factors, order)
+
+
+def to_grayscale(image):
+    """ITU-R 601 luma (tf.image.rgb_to_grayscale) repeated over 3 channels: (h, w, 3)."""
+    return tf.tile(tf.image.rgb_to_grayscale(image), [1, 1, 3])  # (h, w, 3)
+
+
+def random_color_distortion(image, seed, strength):
+    """Colour jitter with probability 0.8, then grayscale with probability 0.2.
+
+    Args:
+      image: (h, w, 3) float32 in [0, 1].
+      seed: (2,) int32/int64.
+      strength: colour jitter strength.
+
+    Returns:
+      (h, w, 3) float32 in [0, 1].
+    """
+    jitter_seed, jitter_coin, gray_coin = _sub_seeds(seed, 3)
+    image = _random_apply(lambda x: color_jitter(x, jitter_seed, strength), image,
+                          jitter_coin, JITTER_PROBABILITY)
+    return _random_apply(to_grayscale, image, gray_coin, GRAYSCALE_PROBABILITY)
+
+
+def gaussian_kernel(sigma, kernel_size):
+    """1-D Gaussian weights of odd length `kernel_size`, summing to 1: (kernel_size,) float32."""
+    radius = kernel_size // 2
+    x = tf.range(-radius, radius + 1, dtype=tf.float32)  # (kernel_size,)
+    sigma = tf.cast(sigma, tf.float32)
+    weights = tf.exp(-tf.square(x) / (2.0 * tf.square(sigma)))
+    return weights / tf.reduce_sum(weights)
+
+
+def gaussian_blur(image, sigma, kernel_size, padding="REFLECT"):
+    """Separable Gaussian blur, a vertical then a horizontal 1-D convolution.
+
+    Args:
+      image: (h, w, c) float32.
+      sigma: scalar standard deviation in pixels (float or tensor).
+      kernel_size: odd python int; an even one is treated as kernel_size + 1.
+      padding: 'REFLECT' mirrors the border without repeating the edge pixel (numpy's
+        'reflect'); 'SAME' pads with zeros, as SimCLR does.
+
+    Returns:
+      (h, w, c) float32.
+    """
+    radius = kernel_size // 2
+    weights = gaussian_kernel(sigma, 2 * radius + 1)  # (k,)
+    x = tf.transpose(image, [2, 0, 1])[..., tf.newaxis]  # (c, h, w, 1): one filter per channel
+    if padding == "REFLECT":
+        x = tf.pad(x, [[0, 0], [radius, radius], [radius, radius], [0, 0]], mode="REFLECT")
+        conv_padding = "VALID"
+    elif padding == "SAME":
+        conv_padding = "SAME"
+    else:
+        raise ValueError(f"padding must be 'REFLECT' or 'SAME', got {padding!r}")
+    x = tf.nn.conv2d(x, tf.reshape(weights, [-1, 1, 1, 1]), 1, conv_padding)  # vertical
+    x = tf.nn.conv2d(x, tf.reshape(weights, [1, -1, 1, 1]), 1, conv_padding)  # horizontal
+    return tf.transpose(x[..., 0], [1, 2, 0])  # (h, w, c)
+
+
+def blur_kernel_size(size):
+    """SimCLR's kernel size: size // 10, rounded up to odd (32 -> 3, 224 -> 23)."""
+    return (size // 10) // 2 * 2 + 1
+
+
+def sample_blur(seed, p=0.5):
+    """Draws whether to blur (bool scalar, True with probability p) and sigma in [0.1, 2]."""
+    coin_seed, sigma_seed = _sub_seeds(seed, 2)
+    sigma = tf.random.stateless_uniform([], sigma_seed, *BLUR_SIGMA_RANGE)
+    return _coin(coin_seed, p), sigma
+
+
+def random_blur(image, seed, size, p=0.5):
+    """Gaussian blur with probability `p`, sigma uniform in [0.1, 2], reflect padding.
+
+    Args:
+      image: (h, w, 3) float32.
+      seed: (2,) int32/int64.
+      size: image side that sets the kernel size (`blur_kernel_size`).
+      p: probability of blurring.
+
+    Returns:
+      (h, w, 3) float32.
+    """
+    apply, sigma = sample_blur(seed, p)
+    kernel_size = blur_kernel_size(size)
+    return tf.cond(apply, lambda: gaussian_blur(image, sigma, kernel_size),
+                   lambda: tf.identity(image))
+
+
+def preprocess_for_pretrain(image, seed, size, color_jitter_strength=1.0, use_blur=True):
+    """One SimCLR pretraining view: crop, flip, colour distortion, blur, clip.
+
+    Args:
+      image: any image `to_rgb_float` accepts.
+      seed: (2,) int32/int64.
+      size: output side.
+      color_jitter_strength: colour jitter strength s.
+      use_blur: whether to blur with probability 0.5.
+
+    Returns:
+      (size, size, 3) float32 in [0, 1].
+    """
+    # The blur seed is split off even without blur, so switching blur off keeps the rest.
+    crop_seed, flip_seed, color_seed, blur_seed = _sub_seeds(seed, 4)
+    image = random_resized_crop(to_rgb_float(image), crop_seed, size)
+    image = random_flip(image, flip_seed)
+    image = random_color_distortion(image, color_seed, color_jitter_strength)
+    if use_blur:
+        image = random_blur(image, blur_seed, size)
+    return tf.ensure_shape(tf.clip_by_value(image, 0.0, 1.0), [size, size, 3])
+
+
+def preprocess_for_finetune(image, seed, size):
+    """Random resized crop and flip only (fine-tuning and distillation): (size, size, 3)."""
+    crop_seed, flip_seed = _sub_seeds(seed, 2)
+    image = random_resized_crop(to_rgb_float(image), crop_seed, size)
+    return tf.ensure_shape(random_flip(image, flip_seed), [size, size, 3])
+
+
+def _center_crop(image, crop_proportion):
+    """Central square of side rint(crop_proportion * shorter side), offsets rounded up."""
+    shape = tf.shape(image)
+    height, width = shape[0], shape[1]
+    shorter = tf.cast(tf.minimum(height, width), tf.float32)
+    side = tf.cast(tf.math.rint(crop_proportion * shorter), tf.int32)
+    offset_y = (height - side + 1) // 2
+    offset_x = (width - side + 1) // 2
+    return tf.slice(image, [offset_y, offset_x, 0], [side, side, -1])  # (side, side, c)
+
+
+def preprocess_for_eval(image, size, crop_proportion=0.875, center_crop=True):
+    """SimCLR evaluation: central square crop, then bicubic resize.
+
+    Args:
+      image: any image `to_rgb_float` accepts.
+      size: output side.
+      crop_proportion: crop side as a fraction of the shorter image side.
+      center_crop: False only resizes (used for images of 32 px or less).
+
+    Returns:
+      (size, size, 3) float32 in [0, 1].
+    """
+    image = to_rgb_float(image)
+    if center_crop:
+        image = _center_crop(image, crop_proportion)
+    return tf.ensure_shape(_resize(image, size), [size, size, 3])
+
+
+def two_views(image, seed, size, color_jitter_strength=1.0, use_blur=True):
+    """Two independent pretraining views stacked on channels.
+
+    Args:
+      image: any image `to_rgb_float` accepts.
+      seed: (2,) int32/int64; each view gets a seed split from it.
+      size, color_jitter_strength, use_blur: as in `preprocess_for_pretrain`.
+
+    Returns:
+      (size, size, 6) float32: view 1 in channels 0:3, view 2 in 3:6.
+    """
+    views = [preprocess_for_pretrain(image, view_seed, size, color_jitter_strength, use_blur)
+             for view_seed in _sub_seeds(seed, 2)]
+    return tf.concat(views, axis=-1)  # (size, size, 6)
