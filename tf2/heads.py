@@ -34,6 +34,11 @@ class LinearBN(keras.layers.Layer):
             synchronized=global_bn, name="bn")
         self.use_relu = use_relu
 
+    def build(self, input_shape):
+        self.dense.build(input_shape)
+        self.bn.build(tuple(input_shape[:-1]) + (self.dense.units,))
+        super().build(input_shape)
+
     def call(self, inputs, training=False):
         x = self.bn(self.dense(inputs), training=training)
         return tf.nn.relu(x) if self.use_relu else x
