@@ -110,6 +110,7 @@ def run(cfg: RunConfig, strategy, source, is_chief=True) -> str:
         step_fn = make_step_fn(cfg, student, optimizer, teacher, source.num_classes)
     parts = loop.StageParts(
         model=student, optimizer=optimizer, step_fn=step_fn,
-        input_fn=pipeline.distill_input_fn(source, cfg.data, cfg.train.train_batch_size))
+        make_input_fn=lambda start: pipeline.distill_input_fn(
+            source, cfg.data, cfg.train.train_batch_size, start_step=start))
     loop.run_stage(cfg, strategy, parts, is_chief=is_chief)
     return cfg.model_dir

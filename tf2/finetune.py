@@ -57,6 +57,7 @@ def run(cfg: RunConfig, strategy, source, is_chief=True) -> str:
         step_fn = make_step_fn(cfg, model, optimizer, source.num_classes)
     parts = loop.StageParts(
         model=model, optimizer=optimizer, step_fn=step_fn,
-        input_fn=pipeline.finetune_input_fn(source, cfg.data, cfg.train.train_batch_size))
+        make_input_fn=lambda start: pipeline.finetune_input_fn(
+            source, cfg.data, cfg.train.train_batch_size, start_step=start))
     loop.run_stage(cfg, strategy, parts, is_chief=is_chief)
     return cfg.model_dir

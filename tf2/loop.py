@@ -35,14 +35,16 @@ class StageParts:
       model: the model being trained (saved, exported).
       optimizer: its optimizer; `optimizer.iterations` is the global step.
       step_fn: one replica's training step, batch dict -> {metric: scalar}.
-      input_fn: `input_fn(input_context) -> tf.data.Dataset` of per-replica batches.
+      make_input_fn: `start_step -> input_fn`, where `input_fn(input_context)` gives the
+        per-replica batches from global step `start_step` on (a resumed run continues the
+        exact stream: distributed iterators cannot be checkpointed in TF 2.21).
       extra_state: more checkpointed objects (EMA model, memory queue).
       summary_images: optional batch key whose images go to TensorBoard once.
     """
     model: keras.Model
     optimizer: keras.optimizers.Optimizer
     step_fn: StepFn
-    input_fn: Callable
+    make_input_fn: Callable[[int], Callable]
     extra_state: Dict[str, object] = dataclasses.field(default_factory=dict)
     summary_images: Optional[str] = "image"
 
@@ -108,21 +110,21 @@ def run_stage(cfg: RunConfig, strategy, parts: StageParts, is_chief=True) -> Dic
       the metrics of the last loop (host floats).
     """
     total = cfg.train.total_steps
-    dataset = strategy.distribute_datasets_from_function(parts.input_fn)
-    iterator = iter(dataset)
     step_var = parts.optimizer.iterations
     manager = ckpt_lib.CheckpointManager(
         cfg.model_dir, cfg.keep_checkpoint_max, is_chief=is_chief, model=parts.model,
-        optimizer=parts.optimizer, data=iterator, **parts.extra_state)
+        optimizer=parts.optimizer, **parts.extra_state)
     restored = manager.restore_latest()
     if restored is not None:
         logging.info("Resumed from step %d in %s", restored, cfg.model_dir)
+    start = int(step_var.numpy())
+    dataset = strategy.distribute_datasets_from_function(parts.make_input_fn(start))
+    iterator = iter(dataset)
     writer = summaries.SummaryWriter(cfg.model_dir, enabled=is_chief)
     writer.hparams(cfg.hparams())
     multi_step = make_multi_step(strategy, parts.step_fn, cfg.jit_compile)
     per_loop = cfg.train.steps_per_loop
     save_every = max(per_loop, cfg.checkpoint_every_steps)
-    start = int(step_var.numpy())
     progress = summaries.Progress(total, start_step=start, use_bar=cfg.progress_bar)
     if start == 0 and parts.summary_images:
         writer.images(0, "augmented_views", _first_batch_images(strategy, dataset,

@@ -87,6 +87,7 @@ def run(cfg: RunConfig, strategy, source, is_chief=True) -> str:
     extra = {} if queue is None else {"ema_model": ema_model, "memory_queue": queue}
     parts = loop.StageParts(
         model=model, optimizer=optimizer, step_fn=step_fn, extra_state=extra,
-        input_fn=pipeline.pretrain_input_fn(source, cfg.data, cfg.train.train_batch_size))
+        make_input_fn=lambda start: pipeline.pretrain_input_fn(
+            source, cfg.data, cfg.train.train_batch_size, start_step=start))
     loop.run_stage(cfg, strategy, parts, is_chief=is_chief)
     return cfg.model_dir

@@ -1,0 +1,236 @@
+"""SavedModel export of a SimCLRModel for TF Hub and Keras 3, and warm starts from such exports.
+
+An export is a `HubModule` (a `tf.Module`) saved with `tf.saved_model.save`. It follows the
+TF Hub "reusable SavedModel" convention, so that `hub.KerasLayer(path, trainable=True)` (tf-keras)
+can fine-tune it:
+
+  * `__call__(images, trainable=False, training=None)`: images float32 (B, H, W, 3) in [0, 1];
+    returns a dict of float32 tensors keyed by `tf2.model.OUTPUT_NAMES` (those the model has).
+    `trainable` is the argument of the original SimCLR Hub modules; `training`, when given,
+    overrides it and is the one `hub.KerasLayer` passes. True runs batch norm on batch
+    statistics (and updates its moving averages).
+  * `variables`, `trainable_variables`, `regularization_losses` (empty: weight decay lives in
+    the optimizer, not in the model).
+  * `variable_paths`: a string tf.Variable with the Keras `variable.path` of each entry of
+    `variables`, so `restore_from_saved_model` can match them by name.
+  * `serve` / `train` functions and signatures (`serving_default` = `serve`) for
+    `keras.layers.TFSMLayer(path, call_endpoint="serve", call_training_endpoint="train")`.
+
+`export_saved_model` writes `<export_dir>/<step>` atomically: it saves into a hidden temporary
+directory and renames it, so a crash never leaves a half-written directory under a step name.
+"""
+import os
+import uuid
+from typing import Dict, List
+
+import keras
+import tensorflow as tf
+from tensorflow.core.protobuf import trackable_object_graph_pb2
+
+from tf2 import model as model_lib
+
+SERVE = "serve"
+TRAIN = "train"
+_TMP_PREFIX = ".tmp-export-"  # leading dot: never mistaken for a step directory
+_OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
+_IMAGES_SPEC = tf.TensorSpec([None, None, None, 3], tf.float32, name="images")
+
+
+class HubModule(tf.Module):
+    """A SimCLRModel wrapped for `tf.saved_model.save` (TF Hub reusable SavedModel).
+
+    Args:
+      model: a built `SimCLRModel` (or any Keras model `call(images, training)` returning a
+        dict with keys among `tf2.model.OUTPUT_NAMES`).
+    """
+
+    # tf.Module computes these as read-only properties; plain class attributes shadow them so
+    # that the lists below are tracked, saved, and reappear on the object `hub.load` returns.
+    variables = None
+    trainable_variables = None
+    regularization_losses = None
+
+    def __init__(self, model: keras.Model):
+        super().__init__(name="simclr_hub_module")
+        if not model.variables:
+            raise ValueError("export needs a built model: call it on images first")
+        self.variables = list(model.variables)
+        self.trainable_variables = list(model.trainable_variables)
+        self.regularization_losses = []
+        self.variable_paths = tf.Variable([v.path for v in model.variables], dtype=tf.string,
+                                          trainable=False, name="variable_paths")
+        # The model itself is not tracked (only its variables): the functions close over it.
+        self.serve = tf.function(_forward_fn(model, training=False),
+                                 input_signature=[_IMAGES_SPEC])
+        self.train = tf.function(_forward_fn(model, training=True),
+                                 input_signature=[_IMAGES_SPEC])
+
+    @tf.function
+    def __call__(self, images, trainable=False, training=None):
+        """images (B, H, W, 3) float32 in [0, 1] -> {name: float32 tensor}."""
+        use_batch_stats = trainable if training is None else training
+        return self.train(images) if use_batch_stats else self.serve(images)
+
+    def trace(self):
+        """Traces `__call__` for every Python value a caller may pass, so all are saved."""
+        for value in (True, False):
+            self.__call__.get_concrete_function(_IMAGES_SPEC, trainable=value)
+            self.__call__.get_concrete_function(_IMAGES_SPEC, training=value)
+
+    def signature_functions(self) -> Dict[str, tf.types.experimental.ConcreteFunction]:
+        """The `signatures` argument of tf.saved_model.save: serving_default, serve, train."""
+        serve = self.serve.get_concrete_function()
+        return {"serving_default": serve, SERVE: serve,
+                TRAIN: self.train.get_concrete_function()}
+
+
+def _forward_fn(model, training: bool):
+    """images -> the model's outputs named in OUTPUT_NAMES (not its supervised-head input)."""
+    def forward(images):
+        outputs = model(images, training=training)
+        return {k: outputs[k] for k in model_lib.OUTPUT_NAMES if k in outputs}
+    return forward
+
+
+def export_saved_model(model: keras.Model, export_dir: str, step: int, keep_max: int = 1) -> str:
+    """Writes `model` as a SavedModel to `<export_dir>/<step>`, atomically.
+
+    Args:
+      model: a built SimCLRModel.
+      export_dir: parent directory of the step directories (created if needed).
+      step: the global step; names the directory. An existing export of the same step is
+        replaced.
+      keep_max: keep at most this many step directories (the highest steps); <= 0 keeps all.
+
+    Returns:
+      The path of the written SavedModel.
+    """
+    tf.io.gfile.makedirs(export_dir)
+    final_dir = os.path.join(export_dir, str(int(step)))
+    tmp_dir = os.path.join(export_dir, f"{_TMP_PREFIX}{int(step)}-{uuid.uuid4().hex}")
+    try:
+        module = HubModule(model)
+        module.trace()
+        tf.saved_model.save(module, tmp_dir, signatures=module.signature_functions())
+        _move_into_place(tmp_dir, final_dir)
+    except BaseException:
+        if tf.io.gfile.exists(tmp_dir):
+            tf.io.gfile.rmtree(tmp_dir)
+        raise
+    _prune(export_dir, keep_max)
+    return final_dir
+
+
+def _move_into_place(tmp_dir: str, final_dir: str):
+    """Renames tmp_dir to final_dir; an old final_dir is moved aside first, then deleted."""
+    old_dir = None
+    if tf.io.gfile.exists(final_dir):
+        old_dir = f"{tmp_dir}-old"
+        tf.io.gfile.rename(final_dir, old_dir)
+    try:
+        tf.io.gfile.rename(tmp_dir, final_dir)
+    except BaseException:
+        if old_dir is not None:  # put the previous export of this step back
+            tf.io.gfile.rename(old_dir, final_dir)
+        raise
+    if old_dir is not None:
+        tf.io.gfile.rmtree(old_dir)
+
+
+def exported_steps(export_dir: str) -> List[int]:
+    """Steps of the complete SavedModels under export_dir, ascending."""
+    if not tf.io.gfile.isdir(export_dir):
+        return []
+    names = [n.rstrip("/") for n in tf.io.gfile.listdir(export_dir)]
+    return sorted(int(n) for n in names
+                  if n.isdigit() and is_saved_model_dir(os.path.join(export_dir, n)))
+
+
+def _prune(export_dir: str, keep_max: int):
+    if keep_max is None or keep_max <= 0:
+        return
+    for step in exported_steps(export_dir)[:-keep_max]:
+        tf.io.gfile.rmtree(os.path.join(export_dir, str(step)))
+
+
+def is_saved_model_dir(path: str) -> bool:
+    """True if path holds a SavedModel (its saved_model.pb or .pbtxt)."""
+    return tf.io.gfile.isdir(path) and tf.saved_model.contains_saved_model(path)
+
+
+def load_saved_model(path: str):
+    """Loads a SavedModel (ours or any other); the object `hub.load` would return."""
+    if not is_saved_model_dir(path):
+        raise FileNotFoundError(f"no SavedModel at {path}")
+    return tf.saved_model.load(path)
+
+
+def saved_variable_shapes(path: str) -> Dict[str, tuple]:
+    """{variable path: shape} of an export written by `export_saved_model`."""
+    reader, keys = _saved_variable_keys(path)
+    shapes = reader.get_variable_to_shape_map()
+    return {name: tuple(shapes[key]) for name, key in keys.items()}
+
+
+def _saved_variable_keys(path: str):
+    """Returns (checkpoint reader, {variable path: checkpoint key}) of one of our exports.
+
+    Reads only the SavedModel's variables checkpoint and its object graph (node 0 is the
+    HubModule), so no function is loaded.
+    """
+    reader = tf.train.load_checkpoint(os.path.join(path, "variables", "variables"))
+    graph = trackable_object_graph_pb2.TrackableObjectGraph()
+    graph.ParseFromString(reader.get_tensor(_OBJECT_GRAPH_KEY))
+    root_children = {c.local_name: c.node_id for c in graph.nodes[0].children}
+    if "variable_paths" not in root_children or "variables" not in root_children:
+        raise ValueError(f"{path} was not written by export_saved_model: it has no "
+                         "'variables' and 'variable_paths' to match by name")
+
+    def value_key(node_id):
+        attributes = graph.nodes[node_id].attributes
+        return next(a.checkpoint_key for a in attributes if a.name == "VARIABLE_VALUE")
+
+    names = [p.decode() for p in reader.get_tensor(value_key(root_children["variable_paths"]))]
+    entries = sorted(graph.nodes[root_children["variables"]].children,
+                     key=lambda c: int(c.local_name))  # list items are named "0", "1", ...
+    if len(entries) != len(names):
+        raise ValueError(f"{path}: {len(entries)} variables but {len(names)} variable paths")
+    return reader, {name: value_key(c.node_id) for name, c in zip(names, entries)}
+
+
+def restore_from_saved_model(model: keras.Model, path: str, expect_partial: bool = False) -> int:
+    """Copies the weights of one of our exports into a built model of the same architecture.
+
+    Variables are matched by Keras `variable.path` (e.g. 'simclr/resnet/stem/conv1/bn/gamma').
+
+    Args:
+      model: a built SimCLRModel.
+      path: a SavedModel directory written by `export_saved_model`.
+      expect_partial: tolerate variables present on one side only (they are left alone);
+        shapes must still agree.
+
+    Returns:
+      The number of variables copied.
+
+    Raises:
+      ValueError: listing every missing, unexpected or shape-mismatched variable.
+    """
+    if not model.variables:
+        raise ValueError("restore needs a built model: call it on images first")
+    reader, keys = _saved_variable_keys(path)
+    saved_shapes = reader.get_variable_to_shape_map()
+    ours = {v.path: v for v in model.variables}
+    problems = [f"shape of {name}: model {tuple(ours[name].shape)}, saved "
+                f"{tuple(saved_shapes[keys[name]])}"
+                for name in sorted(ours.keys() & keys.keys())
+                if tuple(ours[name].shape) != tuple(saved_shapes[keys[name]])]
+    if not expect_partial:
+        problems += [f"missing from the SavedModel: {n}" for n in sorted(ours.keys() - keys)]
+        problems += [f"not in the model: {n}" for n in sorted(keys.keys() - ours.keys())]
+    if problems:
+        raise ValueError(f"cannot restore {path} into model {model.name!r}:\n  "
+                         + "\n  ".join(problems))
+    common = sorted(ours.keys() & keys.keys())
+    for name in common:
+        ours[name].assign(reader.get_tensor(keys[name]))
+    return len(common)
