@@ -67,12 +67,12 @@ def main(argv):
         FLAGS.distribution = "tpu"
     try:
         validate.validate(FLAGS)
-        from data import datasets
+        from data import datasets, pipeline
         from tf2 import distribute, evaluate
         source = datasets.load(configs.data_config(FLAGS))
         strategy = distribute.make_strategy(FLAGS.distribution, FLAGS.tpu or FLAGS.tpu_name,
                                             FLAGS.tpu_zone, FLAGS.gcp_project)
-        cfg = configs.run_config(FLAGS, datasets.num_train_examples(
+        cfg = configs.run_config(FLAGS, pipeline.num_train_examples(
             source, configs.data_config(FLAGS), FLAGS.train_mode))
         validate.check_batch_divides(cfg.train.train_batch_size, strategy.num_replicas_in_sync)
         validate.check_batch_divides(cfg.eval_batch_size, strategy.num_replicas_in_sync,

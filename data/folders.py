@@ -1,0 +1,151 @@
+"""The user's own images: a folder of JPEG and PNG files.
+
+Layouts (sub-folders and files starting with '.' are ignored):
+  root/<class>/**/*.jpg|png           labelled; label k is the k-th class name in sorted order.
+  root/*.jpg|png                      unlabelled (label -1): pretraining only.
+  root/{train,test,validation}/...    one split per sub-folder, each in one of the layouts
+                                      above; classes are the sorted union over the splits.
+Any other folder is the single split 'train'.
+
+Every file is decoded once when the source is made (in parallel, through tf.data); files that
+fail are skipped with a warning naming each of them and a count, so that no epoch can stop on
+a corrupt image. Decoded images are RGB uint8 (grayscale is repeated, alpha is dropped).
+"""
+import logging
+import os
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import tensorflow as tf
+
+from data import source as source_lib
+
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png')
+SPLIT_FOLDERS = ('train', 'test', 'validation')
+_log = logging.getLogger(__name__)
+
+
+def _visible_entries(path: str) -> List[str]:
+    return sorted(e for e in os.listdir(path) if not e.startswith('.'))
+
+
+def _image_files(path: str, recursive: bool) -> List[str]:
+    """Sorted paths of the JPEG/PNG files in `path` (and below it when recursive)."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(path):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith('.')) if recursive else []
+        found += [os.path.join(dirpath, f) for f in sorted(filenames)
+                  if not f.startswith('.') and f.lower().endswith(IMAGE_EXTENSIONS)]
+    return found
+
+
+def _class_folders(path: str) -> List[str]:
+    return [e for e in _visible_entries(path) if os.path.isdir(os.path.join(path, e))]
+
+
+def _split_roots(root: str) -> Dict[str, str]:
+    """{split: folder}: the split sub-folders when every sub-folder is a split name."""
+    subfolders = _class_folders(root)
+    if subfolders and set(subfolders) <= set(SPLIT_FOLDERS):
+        return {s: os.path.join(root, s) for s in subfolders}
+    return {'train': root}
+
+
+def _scan_split(path: str, class_names: Sequence[str]) -> Tuple[List[str], List[int]]:
+    """(paths, labels) of one split folder; labels index class_names, -1 for a flat folder."""
+    classes = _class_folders(path)
+    if not classes:
+        paths = _image_files(path, recursive=False)
+        return paths, [-1] * len(paths)
+    loose = _image_files(path, recursive=False)
+    if loose:
+        _log.warning('Ignoring %d image(s) directly in %s, outside the class folders.',
+                     len(loose), path)
+    paths, labels = [], []
+    for name in classes:
+        files = _image_files(os.path.join(path, name), recursive=True)
+        paths += files
+        labels += [class_names.index(name)] * len(files)
+    return paths, labels
+
+
+def decode(contents: tf.Tensor) -> tf.Tensor:
+    """JPEG or PNG bytes -> (h, w, 3) uint8."""
+    return tf.io.decode_image(contents, channels=3, expand_animations=False)
+
+
+def _decodes(paths: Sequence[str]) -> np.ndarray:
+    """(len(paths),) bool: which files read and decode without error (one parallel pass)."""
+    if not paths:
+        return np.zeros([0], bool)
+    ds = tf.data.Dataset.from_tensor_slices(list(paths)).enumerate()
+    # Returning a value computed from the pixels keeps the decode from being pruned.
+    ds = ds.map(lambda i, p: (i, tf.shape(decode(tf.io.read_file(p)))[0]),
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
+    ds = ds.ignore_errors()
+    ok = np.zeros([len(paths)], bool)
+    for i, _ in ds.as_numpy_iterator():
+        ok[i] = True
+    return ok
+
+
+def _drop_unreadable(paths: List[str], labels: List[int]) -> Tuple[np.ndarray, np.ndarray]:
+    ok = _decodes(paths)
+    bad = [p for p, good in zip(paths, ok) if not good]
+    for p in bad:
+        _log.warning('Skipping unreadable image %s', p)
+    if bad:
+        _log.warning('Skipped %d unreadable image(s) of %d.', len(bad), len(paths))
+    return np.asarray(paths, object)[ok], np.asarray(labels, np.int64)[ok]
+
+
+class FolderSource(source_lib.Source):
+    """Images in a folder (see the module docstring for the layouts)."""
+
+    def __init__(self, root: str):
+        """Scans and validates every image under `root`.
+
+        Raises:
+          FileNotFoundError: `root` is not a directory.
+          ValueError: a split folder holds no readable JPEG or PNG image.
+        """
+        if not os.path.isdir(root):
+            raise FileNotFoundError(f'Image folder {root} does not exist.')
+        self.name = root
+        roots = _split_roots(root)
+        self.splits = tuple(roots)
+        self.class_names = tuple(sorted({c for p in roots.values() for c in _class_folders(p)}))
+        self._files = {}
+        for split, path in roots.items():
+            paths, labels = _drop_unreadable(*_scan_split(path, self.class_names))
+            if not len(paths):
+                raise ValueError(f'No readable JPEG or PNG image in {path} (looked for '
+                                 f'{", ".join(IMAGE_EXTENSIONS)} files, in class sub-folders '
+                                 f'or directly in it).')
+            self._files[split] = (paths, labels)
+
+    def num_examples(self, split: str) -> int:
+        self.check_split(split)
+        return len(self._files[split][0])
+
+    def labels(self, split: str) -> np.ndarray:
+        self.check_split(split)
+        return self._files[split][1].copy()
+
+    def as_dataset(self, split: str, shuffle_files: bool = False, seed: int = 0,
+                   input_context: Optional[tf.distribute.InputContext] = None
+                   ) -> tf.data.Dataset:
+        self.check_split(split)
+        paths, labels = self._files[split]
+        ds = tf.data.Dataset.from_tensor_slices({
+            'path': paths.astype(str), 'label': labels,
+            'index': np.arange(len(paths), dtype=np.int64)})
+        ds = source_lib.shard_by_index(ds, input_context)  # before reading: read only ours
+        if shuffle_files:
+            ds = ds.shuffle(len(paths), seed=seed)
+        ds = ds.map(lambda ex: {'image': decode(tf.io.read_file(ex['path'])),
+                                'label': ex['label'], 'index': ex['index']},
+                    num_parallel_calls=tf.data.AUTOTUNE)
+        # Every file decoded when the source was made; a file changed since then is dropped
+        # (and logged) rather than ending the epoch.
+        return ds.ignore_errors(log_warning=True)

@@ -1,0 +1,154 @@
+"""Data sets: the offline Fashion-MNIST builder, label subsets, image folders, load() errors."""
+import gzip
+import io
+import logging
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from data import datasets
+from data import fashion_mnist
+from data import subsets
+from data.config import DataConfig
+
+FASHION_DIR = '/usr/share/datasets/fashion-mnist'
+
+
+def _numpy_idx(name):
+    """Independent oracle: the raw IDX file, headers skipped by hand (16 bytes images, 8 labels)."""
+    with gzip.open(f'{FASHION_DIR}/{name}', 'rb') as f:
+        raw = f.read()
+    header = 16 if 'images' in name else 8
+    return np.frombuffer(raw[header:], np.uint8)
+
+
+@pytest.fixture(scope='module')
+def fashion(tmp_path_factory):
+    """Fashion-MNIST prepared once per session (test_pipeline.py shares the directory)."""
+    data_dir = str(tmp_path_factory.getbasetemp() / 'tfds')
+    return datasets.load(DataConfig(dataset='fashion_mnist', data_dir=data_dir))
+
+
+def test_fashion_mnist_builder_matches_idx_files(fashion):
+    assert fashion.num_examples('train') == 60000
+    assert fashion.num_examples('test') == 10000
+    assert fashion.num_classes == 10
+    assert fashion.class_names[0] == 'T-shirt/top' and fashion.class_names[9] == 'Ankle boot'
+    train_images = _numpy_idx('train-images-idx3-ubyte.gz').reshape(60000, 28, 28)
+    train_labels = _numpy_idx('train-labels-idx1-ubyte.gz')
+    first = next(fashion.as_dataset('train').as_numpy_iterator())
+    assert first['index'] == 0
+    assert first['label'] == train_labels[0] == 9  # Fashion-MNIST's first image: an ankle boot
+    assert first['image'].shape == (28, 28, 1) and first['image'].dtype == np.uint8
+    assert first['image'].sum() == train_images[0].sum(dtype=np.int64)
+    np.testing.assert_array_equal(first['image'][..., 0], train_images[0])
+    labels = fashion.labels('train')
+    np.testing.assert_array_equal(labels, train_labels)
+    np.testing.assert_array_equal(np.bincount(labels), [6000] * 10)
+
+
+def test_fashion_mnist_slice_keeps_positions(fashion):
+    test_labels = _numpy_idx('t10k-labels-idx1-ubyte.gz')
+    labels = fashion.labels('test[9990:]')  # -1 outside the slice, positions kept
+    assert labels.shape == (10000,) and (labels[:9990] == -1).all()
+    np.testing.assert_array_equal(labels[9990:], test_labels[9990:])
+    indices = [ex['index'] for ex in fashion.as_dataset('test[9990:]').as_numpy_iterator()]
+    assert indices == list(range(9990, 10000))
+
+
+def test_idx_magic_number_is_checked(tmp_path):
+    path = tmp_path / 'bad.gz'
+    with gzip.open(path, 'wb') as f:
+        f.write((2049).to_bytes(4, 'big') + (1).to_bytes(4, 'big') + b'\x05')
+    assert fashion_mnist.read_idx(str(path), 2049).tolist() == [5]
+    with pytest.raises(ValueError, match='magic number 2049, expected 2051'):
+        fashion_mnist.read_idx(str(path), 2051)
+
+
+def test_load_errors(fashion, tmp_path):
+    with pytest.raises(ValueError, match="no split 'validation'; available splits: train, test"):
+        fashion.as_dataset('validation')
+    cfg = DataConfig(data_dir=str(tmp_path / 'd'), manual_dir=str(tmp_path))
+    with pytest.raises(FileNotFoundError, match='apt-get install dataset-fashion-mnist'):
+        datasets.load(cfg)
+    with pytest.raises(FileNotFoundError, match='not prepared .* download=True'):
+        datasets.load(DataConfig(dataset='mnist', data_dir=str(tmp_path / 'd')))
+    with pytest.raises(ValueError, match="Unknown data set 'no_such_set'"):
+        datasets.load(DataConfig(dataset='no_such_set', data_dir=str(tmp_path / 'd')))
+
+
+def test_labelled_indices_fashion_mnist_one_percent(fashion):
+    labels = fashion.labels('train')
+    chosen = subsets.labelled_indices(labels, fraction=0.01, seed=0)
+    assert len(chosen) == 600 and len(np.unique(chosen)) == 600
+    np.testing.assert_array_equal(np.bincount(labels[chosen]), [60] * 10)
+    np.testing.assert_array_equal(chosen, subsets.labelled_indices(labels, 0.01, seed=0))
+    other = subsets.labelled_indices(labels, 0.01, seed=1)
+    assert len(np.intersect1d(chosen, other)) < 60  # ~6 expected by chance
+    per_class = subsets.labelled_indices(labels, per_class=7, seed=0)
+    np.testing.assert_array_equal(np.bincount(labels[per_class]), [7] * 10)
+
+
+def test_labelled_indices_rounding_and_errors():
+    labels = np.array([0] * 10 + [1] * 3 + [-1] * 4 + [2])
+    chosen = subsets.labelled_indices(labels, fraction=0.5, seed=3)
+    # round(5.0) = 5, round(1.5) = 2, round(0.5) = 0 -> at least 1; -1 never chosen.
+    np.testing.assert_array_equal(np.bincount(labels[chosen]), [5, 2, 1])
+    assert subsets.label_mask(18, chosen).sum() == 8
+    assert subsets.labelled_indices(np.array([-1, -1]), fraction=1.0).tolist() == []
+    for bad in (0.0, -0.1, 1.5):
+        with pytest.raises(ValueError, match='fraction must be in \\(0, 1\\]'):
+            subsets.labelled_indices(labels, fraction=bad)
+    with pytest.raises(ValueError, match='exactly one'):
+        subsets.labelled_indices(labels)
+
+
+def _write(path, pixels, fmt):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format=fmt)
+    path.write_bytes(buffer.getvalue())
+    return buffer.getvalue()
+
+
+def test_folder_of_class_folders_skips_corrupt_files(tmp_path, caplog):
+    rng = np.random.default_rng(0)
+    ant = rng.integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    cat = rng.integers(0, 256, (6, 4), dtype=np.uint8)  # grayscale PNG -> repeated to RGB
+    _write(tmp_path / 'cat' / 'b.png', cat, 'PNG')
+    _write(tmp_path / 'ant' / 'x.png', ant, 'PNG')
+    jpeg = _write(tmp_path / 'cat' / 'a.jpg', np.full((8, 8, 3), 200, np.uint8), 'JPEG')
+    (tmp_path / 'ant' / 'broken.png').write_bytes(b'not an image at all')
+    (tmp_path / 'cat' / 'cut.jpg').write_bytes(jpeg[:len(jpeg) // 2])  # truncated JPEG
+    (tmp_path / 'cat' / 'notes.txt').write_text('ignored')
+    with caplog.at_level(logging.WARNING):
+        src = datasets.load(DataConfig(dataset=f'folder:{tmp_path}'))
+    log = caplog.text
+    assert 'broken.png' in log and 'cut.jpg' in log and 'Skipped 2 unreadable' in log
+    assert src.class_names == ('ant', 'cat') and src.splits == ('train',)
+    assert src.num_examples('train') == 3
+    np.testing.assert_array_equal(src.labels('train'), [0, 1, 1])  # ant/x, cat/a, cat/b
+    examples = list(src.as_dataset('train').as_numpy_iterator())
+    assert [ex['index'] for ex in examples] == [0, 1, 2]
+    np.testing.assert_array_equal(examples[0]['image'], ant)
+    assert np.abs(examples[1]['image'].astype(int) - 200).max() <= 2  # JPEG is lossy
+    np.testing.assert_array_equal(examples[2]['image'], np.repeat(cat[..., None], 3, -1))
+
+
+def test_flat_split_and_empty_folders(tmp_path):
+    for i in range(3):
+        _write(tmp_path / 'flat' / f'{i}.png', np.full((4, 4, 3), i, np.uint8), 'PNG')
+    flat = datasets.load(DataConfig(dataset=str(tmp_path / 'flat')))  # a directory works too
+    assert flat.num_classes == 0 and flat.num_examples('train') == 3
+    labels = [ex['label'] for ex in flat.as_dataset('train').as_numpy_iterator()]
+    assert labels == [-1, -1, -1]
+    for split, name in [('train', 'b'), ('train', 'a'), ('test', 'a')]:
+        _write(tmp_path / 'split' / split / name / 'x.png', np.zeros((2, 2, 3), np.uint8), 'PNG')
+    split = datasets.load(DataConfig(dataset=f'folder:{tmp_path / "split"}'))
+    assert split.splits == ('test', 'train') and split.class_names == ('a', 'b')
+    np.testing.assert_array_equal(split.labels('test'), [0])
+    np.testing.assert_array_equal(split.labels('train'), [0, 1])
+    (tmp_path / 'empty').mkdir()
+    with pytest.raises(ValueError, match=f'No readable JPEG or PNG image in {tmp_path}/empty'):
+        datasets.load(DataConfig(dataset=f'folder:{tmp_path / "empty"}'))
