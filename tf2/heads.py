@@ -67,19 +67,23 @@ class ProjectionHead(keras.layers.Layer):
         self.mode, self.num_layers, self.out_dim = mode, num_layers, out_dim
         self._bn_args = dict(batch_norm_decay=batch_norm_decay,
                              batch_norm_epsilon=batch_norm_epsilon, global_bn=global_bn)
-        self.head_layers: List[LinearBN] = []
+        self._num_built = 0
+
+    @property
+    def head_layers(self) -> List[LinearBN]:
+        return [getattr(self, f"nl_{j}") for j in range(self._num_built)]
 
     def build(self, input_shape):
         width = int(input_shape[-1])
-        if self.mode == "linear":
-            self.head_layers = [LinearBN(self.out_dim, use_bias=False, use_relu=False,
-                                         name="linear_0", **self._bn_args)]
-        elif self.mode == "nonlinear":
-            last = self.num_layers - 1
-            self.head_layers = [
-                LinearBN(self.out_dim if j == last else width, use_bias=j != last,
-                         use_relu=j != last, name=f"nl_{j}", **self._bn_args)
-                for j in range(self.num_layers)]
+        count = {"none": 0, "linear": 1, "nonlinear": self.num_layers}[self.mode]
+        last = count - 1
+        for j in range(count):
+            nonlinear = self.mode == "nonlinear" and j != last
+            # One attribute per layer: tf.train.Checkpoint does not follow Keras-tracked lists.
+            setattr(self, f"nl_{j}", LinearBN(
+                self.out_dim if j == last else width, use_bias=nonlinear, use_relu=nonlinear,
+                name=f"nl_{j}", **self._bn_args))
+        self._num_built = count
         shape = tuple(input_shape)
         for layer in self.head_layers:
             layer.build(shape)
