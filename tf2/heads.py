@@ -10,6 +10,8 @@ from typing import List
 import keras
 import tensorflow as tf
 
+from tf2.batch_norm import BatchNorm
+
 PROJ_HEAD_MODES = ("none", "linear", "nonlinear")
 
 
@@ -29,9 +31,9 @@ class LinearBN(keras.layers.Layer):
         self.dense = keras.layers.Dense(
             units, use_bias=False,
             kernel_initializer=keras.initializers.RandomNormal(stddev=0.01), name="dense")
-        self.bn = keras.layers.BatchNormalization(
+        self.bn = BatchNorm(
             momentum=batch_norm_decay, epsilon=batch_norm_epsilon, center=use_bias,
-            synchronized=global_bn, name="bn")
+            global_bn=global_bn, name="bn")
         self.use_relu = use_relu
 
     def build(self, input_shape):

@@ -16,6 +16,7 @@ from typing import Dict, Tuple
 import keras
 import tensorflow as tf
 
+from tf2.batch_norm import BatchNorm
 from tf2 import config as config_lib
 
 INITIAL_CONV = "initial_conv"
@@ -147,8 +148,8 @@ class ConvBN(keras.layers.Layer):
     def __init__(self, filters, kernel_size, strides, bn, relu=True, zero_gamma=False, **kwargs):
         super().__init__(**kwargs)
         self.conv = Conv2DFixedPadding(filters, kernel_size, strides, name="conv")
-        self.bn = keras.layers.BatchNormalization(
-            momentum=bn.decay, epsilon=bn.epsilon, synchronized=bn.synchronized,
+        self.bn = BatchNorm(
+            momentum=bn.decay, epsilon=bn.epsilon, global_bn=bn.synchronized,
             gamma_initializer="zeros" if zero_gamma else "ones", name="bn")
         self.relu = relu
 
@@ -248,8 +249,12 @@ class ProjectionShortcut(keras.layers.Layer):
     def __init__(self, filters, strides, avg_pool_downsample, bn, **kwargs):
         super().__init__(**kwargs)
         self.pool = None
-        if avg_pool_downsample and strides > 1:
-            self.pool = keras.layers.AveragePooling2D(2, strides, padding="same", name="pool")
+        # As the original: stride 2 pads one zero row/column at the end and pools VALID (the
+        # zeros count at odd sizes); stride 1 (first group) still smooths with a SAME pool.
+        self.pad_end = avg_pool_downsample and strides > 1
+        if avg_pool_downsample:
+            self.pool = keras.layers.AveragePooling2D(
+                2, strides, padding="valid" if strides > 1 else "same", name="pool")
             strides = 1
         self.proj = ConvBN(filters, 1, strides, bn, relu=False, name="proj")
 
@@ -258,7 +263,10 @@ class ProjectionShortcut(keras.layers.Layer):
         self.built = True
 
     def call(self, inputs, training=False):
-        x = self.pool(inputs) if self.pool is not None else inputs
+        x = inputs
+        if self.pad_end:
+            x = tf.pad(x, [[0, 0], [0, 1], [0, 1], [0, 0]])  # (b, h+1, w+1, c)
+        x = self.pool(x) if self.pool is not None else x
         return self.proj(x, training=training)
 
 
@@ -407,12 +415,20 @@ class Stem(keras.layers.Layer):
         return shape, shape if self.pool is None else _output_shape(shape, 2, shape[-1])
 
     def call(self, images, training=False):
-        """Returns (initial_conv, initial_max_pool); the two are equal for the CIFAR stem."""
+        """Returns (initial_conv, initial_max_pool).
+
+        initial_conv is the last stem convolution before its batch norm, as the original
+        code's endpoint (and the official SavedModels) define it.
+        """
         x = images
-        for conv in self.convs:
+        for conv in self.convs[:-1]:
             x = conv(x, training=training)
+        last = self.convs[-1]
+        initial_conv = last.conv(x)
+        x = last.bn(initial_conv, training=training)
+        x = tf.nn.relu(x) if last.relu else x
         pooled = self.pool(x) if self.pool is not None else x
-        return x, pooled
+        return initial_conv, pooled
 
 
 def _check_arguments(depth, width_multiplier, sk_ratio, se_ratio, frozen_blocks):

@@ -17,7 +17,7 @@ from PIL import Image
 from data import datasets
 from data.config import DataConfig
 
-LISTS_DIR = '/work/shared/data/imagenet_subsets'
+LISTS_DIR = str(pathlib.Path(__file__).resolve().parents[3] / 'shared' / 'data' / 'imagenet_subsets')
 SYNSETS = ('n01440764', 'n01443537', 'n01484850')  # classes 0, 1, 2 of TFDS's labels.txt
 VAL_SYNSETS = ('n01751748', 'n09193705', 'n02105855', 'n04263257')  # its first 4 val labels
 

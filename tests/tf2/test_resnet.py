@@ -189,11 +189,12 @@ def test_build_creates_exactly_the_variables_a_forward_pass_uses():
     assert shapes(block_by_build) == shapes(block_by_call)
 
 
-def test_build_resnet_reads_every_config_field():
+def test_build_resnet_reads_every_config_field(two_replicas):
     cfg = config_lib.ModelConfig(resnet_depth=50, width_multiplier=2, sk_ratio=SK,
                                  se_ratio=0.25, cifar_stem=True, batch_norm_decay=0.99,
                                  batch_norm_epsilon=1e-3, global_bn=True, frozen_blocks=2)
-    model = resnet.build_resnet(cfg)
+    with two_replicas.scope():  # global BN synchronises only when there are several replicas
+        model = resnet.build_resnet(cfg)
     assert (model.depth, model.width_multiplier, model.frozen_blocks) == (50, 2, 2)
     assert model.output_dim == 4096
     assert len(model.stem.convs) == 1  # CIFAR stem wins over the deep stem
@@ -307,8 +308,10 @@ def test_endpoints(cifar_stem):
         for name, side, channels in zip(resnet.ENDPOINT_NAMES, SIZES[(cifar_stem, size)],
                                         (64, 64, 64, 128, 256, 512)):
             assert tuple(endpoints[name].shape) == (2, side, side, channels), name
-        conv = endpoints[resnet.INITIAL_CONV].numpy()
-        pooled = conv if cifar_stem else _np_max_pool_3x3_s2_same(conv)
+        # initial_conv is the last stem conv before its BN + ReLU (the original's endpoint).
+        last_bn = model.stem.convs[-1].bn
+        stem_out = tf.nn.relu(last_bn(endpoints[resnet.INITIAL_CONV], training=False)).numpy()
+        pooled = stem_out if cifar_stem else _np_max_pool_3x3_s2_same(stem_out)
         np.testing.assert_allclose(endpoints[resnet.INITIAL_MAX_POOL].numpy(), pooled)
         last = endpoints[resnet.BLOCK_GROUP4].numpy()
         assert features.dtype == tf.float32 and features.shape == (2, 512)

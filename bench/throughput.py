@@ -1,0 +1,164 @@
+"""Training-step throughput and peak memory of pretraining and fine-tuning; writes JSON.
+
+Each (config, stage, variant) runs in its own process so that its peak resident memory is its
+own. A step is the program's real replica step (forward + backward + LARS, NT-Xent, global BN
+code path) fed synthetic, already-augmented views, so the input pipeline is not measured.
+
+    python bench/throughput.py                       # all configs, float32 / bf16 / XLA
+    python bench/throughput.py --configs=a --variants=float32 --repeats=3
+
+Configs: (a) ResNet-18, 32 px, batch 256; (b) ResNet-50, 64 px, batch 64;
+(c) ResNet-50 + SK, 64 px, batch 64. The original tf2 code measured on this kind of 2-core
+machine: (a) ~53, (b) ~54, (c) ~35 images/s (4-5, 2.6-3.2, 3.5 GiB peak).
+"""
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+CONFIGS = {
+    "a": dict(depth=18, sk_ratio=0.0, image_size=32, batch=256, original_ips=53),
+    "b": dict(depth=50, sk_ratio=0.0, image_size=64, batch=64, original_ips=54),
+    "c": dict(depth=50, sk_ratio=0.0625, image_size=64, batch=64, original_ips=35),
+}
+VARIANTS = {
+    "float32": dict(precision="float32", jit_compile=False),
+    "mixed_bfloat16": dict(precision="mixed_bfloat16", jit_compile=False),
+    "xla": dict(precision="float32", jit_compile=True),
+}
+
+
+def _run_config(name, stage, variant, steps_per_loop):
+    from data.config import DataConfig
+    from tf2 import config as cfg_lib
+    c, v = CONFIGS[name], VARIANTS[variant]
+    return cfg_lib.RunConfig(
+        model=cfg_lib.ModelConfig(resnet_depth=c["depth"], sk_ratio=c["sk_ratio"],
+                                  cifar_stem=c["image_size"] <= 32, global_bn=True),
+        head=cfg_lib.HeadConfig(num_classes=10, ft_proj_selector=1 if stage == "finetune"
+                                else 0),
+        loss=cfg_lib.LossConfig(), memory=cfg_lib.MemoryConfig(),
+        optimizer=cfg_lib.OptimizerConfig(warmup_epochs=0),
+        train=cfg_lib.TrainConfig(train_batch_size=c["batch"], train_steps=10**6,
+                                  steps_per_loop=steps_per_loop),
+        data=DataConfig(image_size=c["image_size"]), train_mode=stage,
+        precision=v["precision"], jit_compile=v["jit_compile"])
+
+
+def _synthetic_batch(cfg, stage):
+    import tensorflow as tf
+    s, b = cfg.data.image_size, cfg.train.train_batch_size
+    channels = 6 if stage == "pretrain" else 3
+    return {"image": tf.random.uniform((b, s, s, channels), seed=1),
+            "label": tf.random.uniform((b,), maxval=10, dtype=tf.int32, seed=2)}
+
+
+def child(name, stage, variant, repeats, steps_per_loop):
+    """Measures one (config, stage, variant); prints one JSON line."""
+    import keras
+    import tensorflow as tf
+    from tf2 import finetune, loop, pretrain
+    cfg = _run_config(name, stage, variant, steps_per_loop)
+    keras.mixed_precision.set_global_policy(cfg.precision)
+    module = pretrain if stage == "pretrain" else finetune
+    model, optimizer = module.build(cfg, 10)
+    step_fn = module.make_step_fn(cfg, model, optimizer, 10)
+    strategy = tf.distribute.get_strategy()
+    iterator = iter(tf.data.Dataset.from_tensors(_synthetic_batch(cfg, stage)).repeat())
+    multi_step = loop.make_multi_step(strategy, step_fn, cfg.jit_compile)
+    n = tf.constant(steps_per_loop)
+    multi_step(iterator, n)["total_loss"].numpy()  # warm-up: tracing and first steps
+    rates = []
+    for _ in range(repeats):
+        tic = time.perf_counter()
+        multi_step(iterator, n)["total_loss"].numpy()
+        rates.append(steps_per_loop * cfg.train.train_batch_size / (time.perf_counter() - tic))
+    print(json.dumps({
+        "config": name, "stage": stage, "variant": variant, **CONFIGS[name],
+        "images_per_second": {"min": min(rates), "median": statistics.median(rates),
+                              "max": max(rates)},
+        "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+        "forward_gflops_per_image": forward_gflops(model, cfg.data.image_size)}))
+
+
+def forward_gflops(model, image_size):
+    """Forward FLOPs of one image (TF profiler on the inference graph), in GFLOPs."""
+    import tensorflow as tf
+    from tensorflow.python.framework import convert_to_constants
+    from tensorflow.python.profiler import model_analyzer, option_builder
+    fn = tf.function(lambda x: model(x, training=False)["proj_head_output"])
+    concrete = fn.get_concrete_function(tf.TensorSpec((1, image_size, image_size, 3)))
+    frozen = convert_to_constants.convert_variables_to_constants_v2(concrete)
+    opts = option_builder.ProfileOptionBuilder.float_operation()
+    opts["output"] = "none"
+    info = model_analyzer.profile(frozen.graph, options=opts)
+    return info.total_float_ops / 1e9
+
+
+def matmul_peak_gflops(dtype="float32", n=2048, repeats=5):
+    """This machine's measured dense matmul rate, the yardstick for the step's efficiency."""
+    import tensorflow as tf
+    a = tf.random.uniform((n, n), dtype=tf.float32)
+    a = tf.cast(a, dtype)
+    mm = tf.function(lambda x: tf.matmul(x, x))
+    mm(a).numpy()
+    best = 0.0
+    for _ in range(repeats):
+        tic = time.perf_counter()
+        mm(a).numpy()
+        best = max(best, 2 * n**3 / (time.perf_counter() - tic) / 1e9)
+    return best
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--configs", default="a,b,c")
+    parser.add_argument("--stages", default="pretrain,finetune")
+    parser.add_argument("--variants", default="float32,mixed_bfloat16,xla")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--steps_per_loop", type=int, default=2)
+    parser.add_argument("--out", default="bench/out/throughput.json")
+    parser.add_argument("--child", nargs=3, metavar=("CONFIG", "STAGE", "VARIANT"))
+    args = parser.parse_args()
+    if args.child:
+        child(*args.child, args.repeats, args.steps_per_loop)
+        return
+    results = []
+    for name in args.configs.split(","):
+        for stage in args.stages.split(","):
+            for variant in args.variants.split(","):
+                cmd = [sys.executable, __file__, "--child", name, stage, variant,
+                       f"--repeats={args.repeats}", f"--steps_per_loop={args.steps_per_loop}"]
+                out = subprocess.run(cmd, capture_output=True, text=True,
+                                     env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+                lines = [l for l in out.stdout.splitlines() if l.startswith("{")]
+                row = json.loads(lines[-1]) if lines else {
+                    "config": name, "stage": stage, "variant": variant,
+                    "error": out.stderr.strip().splitlines()[-1:]}
+                print(json.dumps(row), flush=True)
+                results.append(row)
+    peak = {"float32": matmul_peak_gflops("float32"), "bfloat16": matmul_peak_gflops("bfloat16")}
+    for row in results:
+        if "images_per_second" in row:
+            flops = 3 * row["forward_gflops_per_image"] * row["images_per_second"]["median"]
+            if row["stage"] == "pretrain":
+                flops *= 2  # two views per image
+            row["step_gflops_per_second"] = flops
+            key = "bfloat16" if row["variant"] == "mixed_bfloat16" else "float32"
+            row["fraction_of_matmul_peak"] = flops / peak[key]
+            row["speedup_vs_original"] = row["images_per_second"]["median"] / row[
+                "original_ips"]
+    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump({"matmul_peak_gflops": peak, "results": results}, f, indent=1)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
