@@ -1,11 +1,13 @@
 """Warm starts: load weights of an earlier stage into a freshly built SimCLRModel.
 
-A source is a checkpoint prefix, a model_dir (its latest checkpoint) or one of our SavedModels
-(weights only: the global step and optimizer state start afresh).
+A source is a checkpoint prefix, a model_dir (its latest checkpoint), one of our SavedModels, or
+one of Google's official SimCLRv2 SavedModels (weights only: the global step and optimizer
+state start afresh).
 """
 import tensorflow as tf
 from absl import logging
 
+from checkpoints import convert
 from checkpoints import export as export_lib
 from checkpoints import manager as ckpt_lib
 
@@ -24,8 +26,21 @@ def warm_start(model, path: str, include_supervised_head: bool = False) -> str:
     Raises:
       FileNotFoundError / ValueError with the path and what did not match.
     """
+    if convert.is_official_saved_model(path):
+        loaded = convert.load_official(path)
+        encoder = model.encoder
+        convert.infer_architecture(  # raises, naming each flag the file contradicts
+            loaded, resnet_depth=encoder.depth, width_multiplier=encoder.width_multiplier,
+            sk_ratio=encoder.sk_ratio, proj_out_dim=model.projection_head.out_dim)
+        same_classes = (model.supervised_head is not None and
+                        convert.infer_architecture(loaded)["num_classes"] ==
+                        model.supervised_head.dense.units)
+        convert.assign_official(model, loaded, include_supervised_head=(
+            include_supervised_head and same_classes))
+        logging.info("Warm start from official SimCLRv2 SavedModel %s", path)
+        return path
     if export_lib.is_saved_model_dir(path):
-        export_lib.restore_from_saved_model(model, path)
+        export_lib.restore_from_saved_model(model, path, expect_partial=not include_supervised_head)
         logging.info("Warm start from SavedModel %s", path)
         return path
     prefix = ckpt_lib.resolve_checkpoint(path)

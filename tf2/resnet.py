@@ -472,6 +472,7 @@ class ResNet(keras.Model):
         width_multiplier = int(width_multiplier)
         self.depth = depth
         self.width_multiplier = width_multiplier
+        self.sk_ratio = sk_ratio
         self.frozen_blocks = frozen_blocks
         bottleneck = depth in BOTTLENECK_DEPTHS
         bn = BatchNormSpec(batch_norm_decay, batch_norm_epsilon, global_bn)

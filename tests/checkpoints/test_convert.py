@@ -9,6 +9,7 @@ pass written from the original architecture, reading the official variables by n
 import collections
 import json
 import os
+import pathlib
 
 import numpy as np
 import pytest
@@ -480,3 +481,23 @@ def test_is_official_saved_model(fakes, tmp_path):
     assert not convert.is_official_saved_model(str(tmp_path))
     with pytest.raises(ValueError, match="not an official SimCLRv2 SavedModel"):
         convert.load_official(str(tmp_path / "other"))
+
+
+def test_warm_start_reads_an_official_saved_model_and_checks_the_flags(tmp_path):
+    """--checkpoint=<official SavedModel> goes through the importer, architecture checked."""
+    layout = _manifest("r50_1x_sk0")
+    values = _official_values(layout, seed=7)
+    src = tmp_path / "official"
+    _save_fake_official(layout, values, str(src))
+    arch = convert.infer_architecture(convert.load_official(str(src)))
+    model_cfg, head_cfg = convert.configs_for(arch, ft_proj_selector=1)
+    model = model_lib.build_model(model_cfg, head_cfg, image_size=32)
+    warm_start_lib.warm_start(model, str(src), include_supervised_head=True)
+    np.testing.assert_array_equal(model.encoder.stem.convs[0].conv.kernel.numpy(),
+                                  values["resnet/conv2d_fixed_padding/conv2d/kernel"])
+    np.testing.assert_array_equal(model.supervised_head.dense.bias.numpy(),
+                                  values["head_supervised/linear_layer/dense_3/bias"])
+    wrong = model_lib.build_model(
+        config_lib.ModelConfig(resnet_depth=101, cifar_stem=False), head_cfg, image_size=32)
+    with pytest.raises(convert.ArchitectureMismatchError, match="resnet_depth"):
+        warm_start_lib.warm_start(wrong, str(src))

@@ -5,6 +5,7 @@ validation tar) and real file names from the official 1% / 10% lists, which are 
 the temporary manual_dir at test time (they are not part of this repository).
 """
 import io
+import pathlib
 import shutil
 import tarfile
 
