@@ -15,7 +15,7 @@ class ModelConfig:
 
     Attributes:
       resnet_depth: 18, 34 (basic blocks) or 50, 101, 152, 200 (bottleneck blocks).
-      width_multiplier: channel multiplier (paper: 1, 2, 3).
+      width_multiplier: channel multiplier (paper: 1, 2, 3; fractions give thin networks).
       sk_ratio: selective-kernel reduction ratio; 0 disables SK (paper: 0.0625). When > 0 the
         ResNet-D variant (deep stem, avg-pool shortcuts) is used as well, as the paper says.
       se_ratio: squeeze-excitation ratio; 0 disables it.
@@ -27,7 +27,7 @@ class ModelConfig:
         block groups 1..k (the original's `fine_tune_after_block`; 4 = linear head only).
     """
     resnet_depth: int = 50
-    width_multiplier: int = 1
+    width_multiplier: float = 1
     sk_ratio: float = 0.0
     se_ratio: float = 0.0
     cifar_stem: bool = False

@@ -387,7 +387,7 @@ class Stem(keras.layers.Layer):
 
     def __init__(self, width_multiplier, cifar_stem, deep_stem, bn, **kwargs):
         super().__init__(**kwargs)
-        width = 64 * width_multiplier
+        width = _scaled(64, width_multiplier)
         if cifar_stem:
             convs = [ConvBN(width, 3, 1, bn, name="conv1")]
         elif deep_stem:
@@ -431,11 +431,17 @@ class Stem(keras.layers.Layer):
         return initial_conv, pooled
 
 
+def _scaled(channels: int, width_multiplier: float) -> int:
+    """Channels times the width multiplier, rounded (exact for the paper's integers)."""
+    return int(round(channels * width_multiplier))
+
+
 def _check_arguments(depth, width_multiplier, sk_ratio, se_ratio, frozen_blocks):
     if depth not in LAYERS_PER_GROUP:
         raise ValueError(f"resnet depth must be one of {sorted(LAYERS_PER_GROUP)}, got {depth}")
-    if int(width_multiplier) != width_multiplier or width_multiplier < 1:
-        raise ValueError(f"width_multiplier must be an integer >= 1, got {width_multiplier}")
+    if width_multiplier <= 0 or _scaled(64, width_multiplier) < 2:
+        raise ValueError(f"width_multiplier must be > 0 (1, 2, 3 in the paper; fractions such "
+                         f"as 0.25 give thin networks for CPUs), got {width_multiplier}")
     if not 0.0 <= sk_ratio < 1.0:
         raise ValueError(f"sk_ratio must be in [0, 1), got {sk_ratio}")
     if not 0.0 <= se_ratio < 1.0:
@@ -449,7 +455,7 @@ class ResNet(keras.Model):
 
     Args:
       depth: 18, 34, 50, 101, 152 or 200.
-      width_multiplier: integer channel multiplier (paper: 1, 2, 3).
+      width_multiplier: channel multiplier (paper: 1, 2, 3; fractions give thin networks).
       sk_ratio: selective-kernel ratio in [0, 1); > 0 also switches to ResNet-D.
       se_ratio: squeeze-excitation ratio in [0, 1); 0 disables it.
       cifar_stem: 3x3/1 stem without max pool, for images of 32 px or less.
@@ -469,7 +475,8 @@ class ResNet(keras.Model):
                  frozen_blocks=-1, name="resnet", **kwargs):
         super().__init__(name=name, **kwargs)
         _check_arguments(depth, width_multiplier, sk_ratio, se_ratio, frozen_blocks)
-        width_multiplier = int(width_multiplier)
+        if float(width_multiplier).is_integer():
+            width_multiplier = int(width_multiplier)
         self.depth = depth
         self.width_multiplier = width_multiplier
         self.sk_ratio = sk_ratio
@@ -478,11 +485,12 @@ class ResNet(keras.Model):
         bn = BatchNormSpec(batch_norm_decay, batch_norm_epsilon, global_bn)
         self.stem = Stem(width_multiplier, cifar_stem, sk_ratio > 0, bn, name="stem")
         _attach(self, "block_group", [
-            BlockGroup(filters * width_multiplier, num_blocks, strides, bottleneck, sk_ratio,
+            BlockGroup(_scaled(filters, width_multiplier), num_blocks, strides, bottleneck, sk_ratio,
                        se_ratio, bn, name=f"block_group{i + 1}")
             for i, (filters, num_blocks, strides) in enumerate(
                 zip(_GROUP_FILTERS, LAYERS_PER_GROUP[depth], _GROUP_STRIDES))])
-        self._output_dim = (4 if bottleneck else 1) * _GROUP_FILTERS[-1] * width_multiplier
+        self._output_dim = (4 if bottleneck else 1) * _scaled(_GROUP_FILTERS[-1],
+                                                              width_multiplier)
         # Setting trainable on the parents reaches every sub-layer, built or not.
         for part in [self.stem, *self.block_groups][:frozen_blocks + 1]:
             part.trainable = False

@@ -209,7 +209,7 @@ def test_build_resnet_reads_every_config_field(two_replicas):
 @pytest.mark.parametrize("kwargs,message", [
     (dict(depth=19), "depth"), (dict(depth=50, sk_ratio=1.0), "sk_ratio"),
     (dict(depth=50, sk_ratio=-0.1), "sk_ratio"), (dict(depth=50, width_multiplier=0), "width"),
-    (dict(depth=50, width_multiplier=1.5), "width"), (dict(depth=50, frozen_blocks=5), "frozen"),
+    (dict(depth=50, width_multiplier=0.01), "width"), (dict(depth=50, frozen_blocks=5), "frozen"),
 ])
 def test_bad_arguments_raise(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -399,3 +399,20 @@ def test_checkpoint_round_trip_restores_every_variable(tmp_path):
     for a, b in zip(model.weights, restored.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
     np.testing.assert_array_equal(restored(images)[0].numpy(), model(images)[0].numpy())
+
+
+def test_fractional_width_scales_every_group():
+    """Thin networks for CPUs: channels are round(c * width); counts follow by hand."""
+    model = resnet.ResNet(18, width_multiplier=0.25, cifar_stem=True)
+    features, endpoints = model(tf.zeros((1, 32, 32, 3)))
+    assert [endpoints[name].shape[-1] for name in resnet.ENDPOINT_NAMES[1:6]] == \
+        [16, 16, 32, 64, 128]
+    assert model.output_dim == features.shape[-1] == 128
+    # Basic-block ResNet-18 at widths (16, 32, 64, 128), CIFAR stem, counted as in the 1x test:
+    # stem 3*3*3*16 + BN 2*16; group g with c_in -> c: first block 9*c_in*c + 9*c*c + c_in*c
+    # (projection) + 3 BN of 2c; second block 2*9*c*c + 2 BN of 2c.
+    def group(c_in, c):
+        return 9 * c_in * c + 9 * c * c + c_in * c + 6 * c + 18 * c * c + 4 * c
+    expected = 3 * 3 * 3 * 16 + 32 + group(16, 16) + group(16, 32) + group(32, 64) + \
+        group(64, 128)
+    assert sum(int(np.prod(v.shape)) for v in model.trainable_variables) == expected
