@@ -35,7 +35,8 @@ flags.DEFINE_bool("use_blur", None, "Gaussian blur in pretraining (default: on a
 
 # --- model ---------------------------------------------------------------------------------
 flags.DEFINE_integer("resnet_depth", 18, "ResNet depth: 18, 34, 50, 101, 152, 200.")
-flags.DEFINE_integer("width_multiplier", 1, "ResNet width multiplier.")
+flags.DEFINE_float("width_multiplier", 1, "ResNet width multiplier (paper: 1, 2, 3; fractions such as "
+                  "0.25 give thin networks for CPUs).")
 flags.DEFINE_float("sk_ratio", 0.0, "Selective-kernel ratio; 0 = off (paper: 0.0625).")
 flags.DEFINE_float("se_ratio", 0.0, "Squeeze-excitation ratio; 0 = off.")
 flags.DEFINE_enum("proj_head_mode", "nonlinear", ["none", "linear", "nonlinear"],
@@ -70,6 +71,8 @@ flags.DEFINE_float("train_epochs", 1, "Training epochs.")
 flags.DEFINE_integer("train_steps", 0, "Training steps; overrides train_epochs when > 0.")
 flags.DEFINE_integer("steps_per_loop", 10, "Steps inside one compiled loop call.")
 flags.DEFINE_integer("seed", 0, "Seed of initialisation, shuffling and augmentation.")
+flags.DEFINE_bool("deterministic", False, "Deterministic TensorFlow ops (slower): the same seed "
+                  "gives the same weights, also across an interruption and resume.")
 
 # --- evaluation ----------------------------------------------------------------------------
 flags.DEFINE_integer("eval_batch_size", 256, "Evaluation batch.")
@@ -85,6 +88,8 @@ flags.DEFINE_integer("keep_hub_module_max", 1, "SavedModels to keep.")
 flags.DEFINE_integer("checkpoint_steps", 0, "Save every N steps (rounded to steps_per_loop); "
                      "0 = use checkpoint_epochs.")
 flags.DEFINE_float("checkpoint_epochs", 1, "Save every N epochs.")
+flags.DEFINE_bool("from_scratch", False, "Fine-tune from random weights: the supervised "
+                  "baseline on the labelled fraction (no --checkpoint).")
 flags.DEFINE_bool("zero_init_logits_layer", False, "Zero-initialise the supervised head.")
 flags.DEFINE_integer("fine_tune_after_block", -1, "Freeze the encoder up to this block "
                      "(-1 none, 0 stem, 1..4 block groups; 4 = linear head only).")

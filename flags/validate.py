@@ -22,8 +22,8 @@ def _require(ok, message):
 def _check_model(f):
     _require(f.resnet_depth in RESNET_DEPTHS,
              f"--resnet_depth={f.resnet_depth}: use one of {', '.join(map(str, RESNET_DEPTHS))}.")
-    _require(f.width_multiplier >= 1,
-             f"--width_multiplier={f.width_multiplier}: must be an integer >= 1.")
+    _require(round(64 * f.width_multiplier) >= 2,
+             f"--width_multiplier={f.width_multiplier}: must be > 0 (paper: 1, 2, 3).")
     _require(0.0 <= f.sk_ratio < 1.0,
              f"--sk_ratio={f.sk_ratio}: must be in [0, 1) (paper: 0.0625; 0 turns SK off).")
     _require(0.0 <= f.se_ratio < 1.0, f"--se_ratio={f.se_ratio}: must be in [0, 1).")
@@ -65,6 +65,12 @@ def _check_optimisation(f):
     _require(f.train_steps > 0 or configs.value(f, "train_epochs") > 0,
              "--train_epochs and --train_steps are both 0: set one of them.")
     _require(f.train_steps >= 0, f"--train_steps={f.train_steps}: must be >= 0.")
+    _require(f.eval_steps >= 0, f"--eval_steps={f.eval_steps}: must be >= 0 (0 = whole split).")
+    _require(f.checkpoint_steps >= 0 and f.checkpoint_epochs > 0,
+             f"--checkpoint_steps={f.checkpoint_steps} / --checkpoint_epochs="
+             f"{f.checkpoint_epochs}: steps must be >= 0 (0 = use epochs) and epochs > 0.")
+    _require(f.keep_checkpoint_max >= 1,
+             f"--keep_checkpoint_max={f.keep_checkpoint_max}: keep at least 1 to resume.")
 
 
 def _check_data(f):
@@ -81,9 +87,10 @@ def _check_data(f):
 
 def _check_stage(f):
     if f.train_mode == "finetune" and f.mode != "eval":
-        _require(bool(f.checkpoint),
+        _require(bool(f.checkpoint) != bool(f.from_scratch),
                  "--train_mode=finetune needs --checkpoint=<pretrain model_dir, checkpoint "
-                 "prefix or SavedModel> (e.g. --checkpoint=runs/pretrain).")
+                 "prefix or SavedModel> (e.g. --checkpoint=runs/pretrain), or --from_scratch "
+                 "for a supervised baseline (not both).")
     if f.train_mode == "distill" and f.mode != "eval":
         _require(bool(f.teacher),
                  "--train_mode=distill needs --teacher=<fine-tuned model_dir, checkpoint "
