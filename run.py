@@ -6,14 +6,21 @@
     python run.py --flagfile=flags/presets/imagenet_r50_pretrain.cfg --data_dir=...
 
 Flags are parsed and validated first (a bad value exits with status 2 and one line naming
-it); only then is TensorFlow asked to build anything.
+it); only then is TensorFlow asked to build anything. A run that fails later (NaN loss, a
+checkpoint that does not fit) exits with status 1 and one line saying why.
 """
+import dataclasses
 import os
+import shlex
 import sys
 
-from absl import app, logging
+# TensorFlow's C++ INFO and WARNING lines would bury the progress lines; set it to 0 to see them.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from flags import configs, definitions, validate
+from absl import app, logging  # noqa: E402
+from absl import flags as absl_flags  # noqa: E402
+
+from flags import configs, definitions, validate  # noqa: E402
 
 FLAGS = definitions.FLAGS
 
@@ -22,11 +29,37 @@ NEXT_STAGE = {
     "finetune": "python run.py --train_mode=distill --teacher={model_dir}",
     "distill": "python run.py --mode=eval --train_mode=distill --model_dir={model_dir}",
 }
+# Flags the next stage must share with this one (the data and the network) or that say how to
+# run; the printed next command repeats those the user set. Objective, optimisation and
+# checkpoint flags are the next stage's own (see flags/configs.STAGE_DEFAULTS).
+CARRIED_FLAGS = (
+    "dataset", "data_dir", "manual_dir", "download", "train_split", "eval_split",
+    "label_fraction", "labels_per_class", "image_size", "cache_dataset", "resnet_depth",
+    "width_multiplier", "sk_ratio", "se_ratio", "proj_head_mode", "num_proj_layers",
+    "proj_out_dim", "global_bn", "batch_norm_decay", "eval_batch_size", "eval_steps", "seed",
+    "deterministic", "precision", "jit_compile", "distribution", "tpu", "tpu_name", "tpu_zone",
+    "gcp_project", "use_tpu", "steps_per_loop", "progress_bar")
 
 
-def _fail(message: str):
+def _fail(message: str, status: int = 2):
     print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)
+    sys.exit(status)
+
+
+def _quiet_libraries():
+    """Python-side TensorFlow and TFDS warnings and TFDS progress bars off.
+
+    They are about the libraries' own deprecations, not the run; our warnings stay.
+    """
+    import logging as std_logging
+
+    import tensorflow as tf
+    import tensorflow_datasets as tfds
+    tf.get_logger().setLevel("ERROR")
+    tfds.disable_progress_bar()
+    logging.get_absl_handler().addFilter(
+        lambda record: record.levelno >= std_logging.ERROR
+        or f"{os.sep}tensorflow_datasets{os.sep}" not in record.pathname)
 
 
 def _stage_module(train_mode):
@@ -34,14 +67,33 @@ def _stage_module(train_mode):
     return {"pretrain": pretrain, "finetune": finetune, "distill": distill}[train_mode]
 
 
-def _setup(cfg, strategy):
-    """Writes config.json and flags.json once (chief), and sets the precision policy."""
+def _trained_config(cfg):
+    """mode=eval: the network, stage and length of the run that wrote model_dir/config.json.
+
+    Evaluation must rebuild that network and know its last step whatever flags are given now.
+    """
+    from tf2 import config as cfg_lib
+    path = os.path.join(cfg.model_dir, "config.json")
+    if not os.path.exists(path):
+        return cfg
+    saved = cfg_lib.load_run_config(path, data=cfg.data)
+    return dataclasses.replace(cfg, model=saved.model, head=saved.head, train=saved.train,
+                               train_mode=saved.train_mode,
+                               lineareval_while_pretraining=saved.lineareval_while_pretraining)
+
+
+def _setup(cfg, strategy, seed, deterministic):
+    """Seeds, determinism and precision; writes config.json and flags.json when training."""
     import keras
+    import tensorflow as tf
     from checkpoints import manager as ckpt_lib
     from tf2 import config as cfg_lib
     from tf2 import distribute
+    keras.utils.set_random_seed(seed)  # initialisation; the input stream has its own seeds
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
     keras.mixed_precision.set_global_policy(cfg.precision)
-    if distribute.is_chief(strategy):
+    if FLAGS.mode != "eval" and distribute.is_chief(strategy):
         os.makedirs(cfg.model_dir, exist_ok=True)
         ckpt_lib.write_json_atomic(os.path.join(cfg.model_dir, "config.json"),
                                    cfg_lib.run_config_to_dict(cfg))
@@ -50,14 +102,57 @@ def _setup(cfg, strategy):
                                        definitions)})
 
 
+def next_command(train_mode: str, model_dir: str) -> str:
+    """The command line of the next stage, repeating the CARRIED_FLAGS the user set."""
+    carried = [FLAGS[name].serialize() for name in CARRIED_FLAGS
+               if FLAGS[name].present and FLAGS[name].value is not None]
+    command = NEXT_STAGE[train_mode].format(model_dir=shlex.quote(model_dir))
+    return " ".join([command] + [shlex.quote(arg) for arg in carried])
+
+
 def _report(cfg, result=None):
+    from checkpoints import export as export_lib
+    steps = export_lib.exported_steps(cfg.export_dir)
+    exported = os.path.join(cfg.export_dir, str(steps[-1])) if steps else "(none)"
     print(f"\nmodel_dir:   {cfg.model_dir}")
-    print(f"SavedModel:  {cfg.export_dir}/<step>")
+    print(f"SavedModel:  {exported}")
     print(f"TensorBoard: tensorboard --logdir {cfg.model_dir}")
     if result:
         print(f"eval:        top-1 {result['top1']:.4f}  top-5 {result['top5']:.4f} "
-              f"on {result['num_examples']} examples")
-    print(f"next:        {NEXT_STAGE[cfg.train_mode].format(model_dir=cfg.model_dir)}")
+              f"on {result['num_examples']} examples (step {result['global_step']})")
+    print(f"next:        {next_command(cfg.train_mode, cfg.model_dir)}", flush=True)
+
+
+def _named(fn, flag_name):
+    """fn, whose ValueError / FileNotFoundError becomes a FlagError naming --flag_name."""
+    def call(*args):
+        try:
+            return fn(*args)
+        except (ValueError, FileNotFoundError) as e:
+            raise validate.FlagError(f"--{flag_name}={FLAGS[flag_name].value}: {e}") from e
+    return call
+
+
+def _configure():
+    """Validates the flags, loads the data and picks the strategy: (cfg, strategy, source)."""
+    validate.validate(FLAGS)
+    _quiet_libraries()
+    from data import datasets, pipeline
+    from tf2 import distribute
+    source = _named(datasets.load, "dataset")(configs.data_config(FLAGS))
+    _named(source.check_split, "train_split")(FLAGS.train_split)
+    if FLAGS.mode != "train":  # fail now, not after hours of training
+        _named(source.check_split, "eval_split")(FLAGS.eval_split)
+    strategy = distribute.make_strategy(FLAGS.distribution, FLAGS.tpu or FLAGS.tpu_name,
+                                        FLAGS.tpu_zone, FLAGS.gcp_project)
+    cfg = configs.run_config(FLAGS, pipeline.num_train_examples(
+        source, configs.data_config(FLAGS), FLAGS.train_mode))
+    if FLAGS.mode == "eval":
+        cfg = _trained_config(cfg)
+    validate.check_batch_divides(cfg.train.train_batch_size, strategy.num_replicas_in_sync)
+    validate.check_batch_divides(cfg.eval_batch_size, strategy.num_replicas_in_sync,
+                                 "eval_batch_size")
+    return cfg, strategy, source
 
 
 def main(argv):
@@ -66,31 +161,36 @@ def main(argv):
     if FLAGS.use_tpu:
         FLAGS.distribution = "tpu"
     try:
-        validate.validate(FLAGS)
-        from data import datasets, pipeline
-        from tf2 import distribute, evaluate
-        source = datasets.load(configs.data_config(FLAGS))
-        strategy = distribute.make_strategy(FLAGS.distribution, FLAGS.tpu or FLAGS.tpu_name,
-                                            FLAGS.tpu_zone, FLAGS.gcp_project)
-        cfg = configs.run_config(FLAGS, pipeline.num_train_examples(
-            source, configs.data_config(FLAGS), FLAGS.train_mode))
-        validate.check_batch_divides(cfg.train.train_batch_size, strategy.num_replicas_in_sync)
-        validate.check_batch_divides(cfg.eval_batch_size, strategy.num_replicas_in_sync,
-                                     "eval_batch_size")
+        cfg, strategy, source = _configure()
     except (validate.FlagError, FileNotFoundError, ValueError) as e:
         _fail(str(e))
-    _setup(cfg, strategy)
+    from checkpoints import manager as ckpt_lib
+    from tf2 import distribute, evaluate, loop
+    _setup(cfg, strategy, FLAGS.seed, FLAGS.deterministic)
     chief = distribute.is_chief(strategy)
-    if FLAGS.mode in ("train", "train_then_eval"):
-        _stage_module(cfg.train_mode).run(cfg, strategy, source, is_chief=chief)
     result = None
-    if FLAGS.mode in ("eval", "train_then_eval"):
-        result = evaluate.run(cfg, strategy, source, watch=FLAGS.mode == "eval",
-                              is_chief=chief)
+    try:
+        if FLAGS.mode in ("train", "train_then_eval"):
+            _stage_module(cfg.train_mode).run(cfg, strategy, source, is_chief=chief)
+        if FLAGS.mode in ("eval", "train_then_eval"):
+            result = evaluate.run(cfg, strategy, source, watch=FLAGS.mode == "eval",
+                                  is_chief=chief)
+    except (loop.NonFiniteLossError, ckpt_lib.UnreadableCheckpointError, FileNotFoundError,
+            ValueError) as e:
+        logging.info("Traceback (shown with --verbosity=0):", exc_info=True)
+        _fail(str(e), status=1)
     if chief:
         _report(cfg, result)
 
 
+def _parse_flags(argv):
+    """absl's parser, but an unknown flag or a malformed value exits like any bad flag."""
+    try:
+        return FLAGS(argv)
+    except absl_flags.Error as e:
+        _fail(f"{e} (see --helpshort)")
+
+
 if __name__ == "__main__":
     logging.set_verbosity(logging.WARNING)
-    app.run(main)
+    app.run(main, flags_parser=_parse_flags)

@@ -90,12 +90,12 @@ def make_step_fn(cfg: RunConfig, student, optimizer, teacher, num_classes):
             # Gradients are summed over replicas: scale so the update is the global-batch mean.
             scaled = optimizers.scale_loss(optimizer, total / distribute.num_replicas())
         grads = tape.gradient(scaled, variables)
+        learning_rate = optimizer.learning_rate  # the rate of this step: read before the update
         optimizer.apply_gradients(zip(grads, variables))
         agree = tf.equal(tf.argmax(teacher_logits, -1), tf.argmax(logits, -1))
         return {"distill_loss": loss, "teacher_agreement": tf.reduce_mean(
                     tf.cast(agree, tf.float32)),
-                "weight_decay": wd, "total_loss": total,
-                "learning_rate": optimizer.learning_rate}
+                "weight_decay": wd, "total_loss": total, "learning_rate": learning_rate}
 
     return step_fn
 

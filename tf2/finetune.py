@@ -40,10 +40,10 @@ def make_step_fn(cfg: RunConfig, model, optimizer, num_classes):
             # Gradients are summed over replicas: scale so the update is the global-batch mean.
             scaled = optimizers.scale_loss(optimizer, total / distribute.num_replicas())
         grads = tape.gradient(scaled, variables)
+        learning_rate = optimizer.learning_rate  # the rate of this step: read before the update
         optimizer.apply_gradients(zip(grads, variables))
         return {"supervised_loss": sup_loss, "supervised_acc": losses.accuracy(labels, logits),
-                "weight_decay": wd, "total_loss": total,
-                "learning_rate": optimizer.learning_rate}
+                "weight_decay": wd, "total_loss": total, "learning_rate": learning_rate}
 
     return step_fn
 

@@ -50,24 +50,45 @@ class StageParts:
 
 
 def make_multi_step(strategy, step_fn: StepFn, jit_compile=False):
-    """Returns `multi_step(iterator, num_steps) -> {metric: mean over the steps}`."""
+    """Returns `multi_step(iterator, num_steps) -> {metric: mean over the steps}` (float32)."""
     replica_step = tf.function(step_fn, jit_compile=True) if jit_compile else step_fn
 
-    def one_step(iterator):
-        per_replica = strategy.run(replica_step, args=(next(iterator),))
+    def one_step(batch):
+        per_replica = strategy.run(replica_step, args=(batch,))
         # Each replica's metric is a mean over its (equal-sized) batch: MEAN is the global mean.
-        return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
-                for k, v in per_replica.items()}
+        return {k: tf.cast(strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None),
+                           tf.float32) for k, v in per_replica.items()}
 
-    @tf.function
+    compiled = {}
+
     def multi_step(iterator, num_steps):
-        totals = one_step(iterator)
-        for _ in tf.range(num_steps - 1):
-            out = one_step(iterator)
-            totals = {k: totals[k] + out[k] for k in totals}
-        return {k: v / tf.cast(num_steps, v.dtype) for k, v in totals.items()}
+        if "fn" not in compiled:
+            compiled["fn"] = _compile_loop(one_step, _metric_names(one_step, iterator))
+        return compiled["fn"](iterator, num_steps)
 
     return multi_step
+
+
+def _metric_names(one_step, iterator):
+    """The step's metric names, from a graph-only trace (nothing is compiled or run).
+
+    The loop's running sums must exist before `tf.range`; peeling the first step out of the
+    loop instead would put two copies of the step in the graph and double the compile time.
+    """
+    probe = tf.function(one_step).get_concrete_function(iterator.element_spec)
+    return sorted(probe.structured_outputs)
+
+
+def _compile_loop(one_step, names):
+    @tf.function
+    def loop_fn(iterator, num_steps):
+        totals = {k: tf.constant(0.0) for k in names}
+        for _ in tf.range(num_steps):
+            out = one_step(next(iterator))
+            totals = {k: totals[k] + out[k] for k in names}
+        return {k: v / tf.cast(num_steps, tf.float32) for k, v in totals.items()}
+
+    return loop_fn
 
 
 class _StopRequest:
@@ -93,9 +114,14 @@ class _StopRequest:
             signal.signal(signal.SIGTERM, self._previous)
 
 
-def _first_batch_images(strategy, dataset, key):
-    """Local images of the first batch of replica 0, for one TensorBoard grid."""
-    batch = next(iter(dataset))
+def _first_batch_images(strategy, input_fn, key):
+    """Local images of the first batch of replica 0, for one TensorBoard grid.
+
+    The batch comes from a dataset of its own: a second iterator over the training dataset
+    would draw the next reshuffle seed, and the training stream would then differ from that
+    of a resumed run.
+    """
+    batch = next(iter(strategy.distribute_datasets_from_function(input_fn)))
     images = strategy.experimental_local_results(batch[key])[0]
     if images.shape[-1] > 3:  # two views on channels: show them side by side
         views = tf.split(images, images.shape[-1] // 3, axis=-1)  # V x (b, h, w, 3)
@@ -106,54 +132,65 @@ def _first_batch_images(strategy, dataset, key):
 def run_stage(cfg: RunConfig, strategy, parts: StageParts, is_chief=True) -> Dict[str, float]:
     """Trains `parts` for `cfg.train.total_steps` steps with resume, and exports at the end.
 
+    SIGTERM (preemption) at any time from here on saves a checkpoint after the current loop
+    and raises SystemExit with a message saying how to resume.
+
     Returns:
       the metrics of the last loop (host floats).
     """
-    total = cfg.train.total_steps
-    step_var = parts.optimizer.iterations
-    manager = ckpt_lib.CheckpointManager(
-        cfg.model_dir, cfg.keep_checkpoint_max, is_chief=is_chief, model=parts.model,
-        optimizer=parts.optimizer, **parts.extra_state)
-    restored = manager.restore_latest()
-    if restored is not None:
-        logging.info("Resumed from step %d in %s", restored, cfg.model_dir)
+    with _StopRequest() as stop:  # first: a SIGTERM during start-up must not kill the run
+        manager = ckpt_lib.CheckpointManager(
+            cfg.model_dir, cfg.keep_checkpoint_max, is_chief=is_chief, model=parts.model,
+            optimizer=parts.optimizer, **parts.extra_state)
+        restored = manager.restore_latest()
+        if restored is not None and is_chief:  # on stdout, beside the progress lines
+            print(f"Resuming from the checkpoint of step {restored} in {cfg.model_dir}",
+                  flush=True)
+        writer = summaries.SummaryWriter(cfg.model_dir, enabled=is_chief)
+        try:  # events written so far reach the disk even when a NaN or SIGTERM ends the run
+            metrics = _train(cfg, strategy, parts, manager, writer, stop)
+        finally:
+            writer.close()
+    step = int(parts.optimizer.iterations.numpy())
+    if is_chief:
+        export_lib.export_saved_model(parts.model, cfg.export_dir, step,
+                                      keep_max=cfg.keep_hub_module_max)
+    manager.cleanup()
+    return metrics
+
+
+def _train(cfg, strategy, parts, manager, writer, stop) -> Dict[str, float]:
+    """The host loop: one compiled call per `steps_per_loop` steps, then monitor and save."""
+    total, step_var = cfg.train.total_steps, parts.optimizer.iterations
     start = int(step_var.numpy())
     dataset = strategy.distribute_datasets_from_function(parts.make_input_fn(start))
     iterator = iter(dataset)
-    writer = summaries.SummaryWriter(cfg.model_dir, enabled=is_chief)
     writer.hparams(cfg.hparams())
     multi_step = make_multi_step(strategy, parts.step_fn, cfg.jit_compile)
     per_loop = cfg.train.steps_per_loop
     save_every = max(per_loop, cfg.checkpoint_every_steps)
     progress = summaries.Progress(total, start_step=start, use_bar=cfg.progress_bar)
     if start == 0 and parts.summary_images:
-        writer.images(0, "augmented_views", _first_batch_images(strategy, dataset,
-                                                                parts.summary_images))
+        writer.images(0, "augmented_views", _first_batch_images(
+            strategy, parts.make_input_fn(0), parts.summary_images))
     metrics, last_saved = {}, start
-    with _StopRequest() as stop:
-        while (step := int(step_var.numpy())) < total:
-            n = min(per_loop, total - step)
-            tic = time.perf_counter()
-            metrics = {k: float(v) for k, v in multi_step(iterator, tf.constant(n)).items()}
-            ips = n * cfg.train.train_batch_size / (time.perf_counter() - tic)
-            _check_finite(metrics, step + n, manager)
-            step += n
-            writer.scalars(step, {**{f"train/{k}": v for k, v in metrics.items()},
-                                  "train/images_per_second": ips})
-            progress.update(step, metrics, ips)
-            if step - last_saved >= save_every or step >= total or stop.requested:
-                manager.save(step)
-                last_saved = step
-            if stop.requested:
-                progress.close()
-                raise SystemExit(_preempted_message(step, cfg.model_dir))
+    while (step := int(step_var.numpy())) < total:
+        n = min(per_loop, total - step)
+        tic = time.perf_counter()
+        metrics = {k: float(v) for k, v in multi_step(iterator, tf.constant(n)).items()}
+        ips = n * cfg.train.train_batch_size / (time.perf_counter() - tic)
+        _check_finite(metrics, step + n, manager)
+        step += n
+        writer.scalars(step, {**{f"train/{k}": v for k, v in metrics.items()},
+                              "train/images_per_second": ips})
+        progress.update(step, metrics, ips)
+        if step - last_saved >= save_every or step >= total or stop.requested:
+            manager.save(step)
+            last_saved = step
+        if stop.requested:
+            progress.close()
+            raise SystemExit(_preempted_message(step, cfg.model_dir))
     progress.close()
-    if int(step_var.numpy()) != last_saved:
-        manager.save(int(step_var.numpy()))
-    export_lib.export_saved_model(parts.model, cfg.export_dir, int(step_var.numpy()),
-                                  keep_max=cfg.keep_hub_module_max) if is_chief else None
-    writer.close()
-    manager.cleanup()
     return metrics
 
 

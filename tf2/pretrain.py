@@ -65,13 +65,18 @@ def make_step_fn(cfg: RunConfig, model, optimizer, num_classes, ema_model=None, 
             # the applied gradient that of the mean loss over the global batch.
             scaled = optimizers.scale_loss(optimizer, total / distribute.num_replicas())
         grads = tape.gradient(scaled, variables)
+        learning_rate = optimizer.learning_rate  # the rate of this step: read before the update
         optimizer.apply_gradients(zip(grads, variables))
         if queue is not None:
             keys = ema_model(images, training=True)[model_lib.PROJ_HEAD_OUTPUT]
-            queue.enqueue(tf.math.l2_normalize(keys, -1))
+            keys = tf.math.l2_normalize(keys, -1)  # (2b, d): view 1 rows, then view 2 rows
+            # One view at a time, so the queue gets all view-1 keys of the global batch and
+            # then all view-2 keys, as on one device: which keys a wrap-around overwrites
+            # then does not depend on the number of replicas.
+            for view_keys in tf.split(keys, 2, axis=0):  # 2 x (b, d)
+                queue.enqueue(view_keys)
             shadow.update()
-        metrics.update(weight_decay=wd, total_loss=total,
-                       learning_rate=optimizer.learning_rate)
+        metrics.update(weight_decay=wd, total_loss=total, learning_rate=learning_rate)
         return metrics
 
     return step_fn

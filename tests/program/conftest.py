@@ -1,0 +1,335 @@
+"""Fixtures of the program tests: run.py called as a user calls it, in subprocesses.
+
+Every training run the tests read is a job of one `RunPool`. When the session starts, the jobs
+the selected tests need (and the jobs those read from) start in the background, two at a time,
+each after the runs it reads; the tests then mostly wait for runs already under way. Runs write
+into the session's temporary folder; Fashion-MNIST is prepared once there (tests/data use the
+same `<basetemp>/tfds`), and a learnable toy folder data set is drawn there.
+
+Each job returns a `Result` (or a dict of them); a test asks for one with `runs.result(name)`.
+"""
+import concurrent.futures
+import dataclasses
+import hashlib
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Sequence
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+RUN_TIMEOUT = 300  # seconds; a hard limit for every run.py call
+WORKERS = 2  # runs at a time: this machine has two cores
+
+# Tiny Fashion-MNIST runs: ResNet-18 (CIFAR stem) at 16 px, batch 16, two steps per loop. The
+# warm-up of 0.00054 epochs is round(0.00054 * 60000 / 16) = 2 steps, so the schedule has both
+# a warm-up and a cosine part within 8 steps.
+FASHION = ["--resnet_depth=18", "--image_size=16", "--train_batch_size=16", "--steps_per_loop=2",
+           "--eval_steps=2", "--eval_batch_size=32", "--proj_out_dim=16", "--deterministic"]
+PRETRAIN = ["--mode=train", "--train_mode=pretrain", "--train_steps=8", "--checkpoint_steps=4",
+            "--warmup_epochs=0.00054"]
+TOY = ["--image_size=16", "--train_batch_size=16", "--proj_out_dim=16", "--eval_batch_size=16",
+       "--deterministic"]
+TOY_TRAIN, TOY_TEST = 48, 16  # images per class and split
+
+
+@dataclasses.dataclass
+class Result:
+    """One finished run.py call."""
+    args: List[str]
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+    model_dir: str = ""
+
+    def next_args(self) -> List[str]:
+        """The arguments of the 'next:' command printed at the end (without 'python run.py')."""
+        lines = [l for l in self.stdout.splitlines() if l.startswith("next:")]
+        assert len(lines) == 1, self.stdout
+        words = shlex.split(lines[0][len("next:"):])
+        assert words[:2] == ["python", "run.py"], lines[0]
+        return words[2:]
+
+    def check(self):
+        assert self.returncode == 0, f"run.py {' '.join(self.args)} failed:\n{self.stderr[-3000:]}"
+        return self
+
+
+class RunPool:
+    """Runs jobs in background threads, `workers` at a time, in submission order."""
+
+    def __init__(self, base: Path, data_dir: str, toy_dir: str, workers: int = WORKERS):
+        self.base, self.data_dir, self.toy_dir = base, data_dir, toy_dir
+        self.toy_test_size = 2 * TOY_TEST  # two classes
+        self._executor = concurrent.futures.ThreadPoolExecutor(workers)
+        self._futures: Dict[str, concurrent.futures.Future] = {}
+        self._procs = set()
+        self._lock = threading.Lock()
+        self._closed = False
+        self.timings: Dict[str, float] = {}  # run.py call -> seconds, for the summary
+
+    def submit(self, name: str):
+        """Starts job `name` after the jobs it reads from (submitted first, recursively)."""
+        if name in self._futures:
+            return
+        deps, fn = JOBS[name]
+        for dep in deps:
+            self.submit(dep)
+        self._futures[name] = self._executor.submit(fn, self)
+
+    def result(self, name: str):
+        """Waits for job `name` (submitting it if needed); re-raises its failure."""
+        self.submit(name)
+        return self._futures[name].result(timeout=4 * RUN_TIMEOUT)
+
+    def model_dir(self, name: str) -> str:
+        return str(self.base / name)
+
+    def popen(self, args: Sequence[str], out: Path) -> subprocess.Popen:
+        """Starts run.py with stdout/stderr in files `out`.out / `out`.err (never a full pipe)."""
+        if self._closed:
+            raise RuntimeError("the session is over")
+        proc = subprocess.Popen([sys.executable, str(REPO / "run.py"), *args], cwd=REPO,
+                                stdout=open(f"{out}.out", "w"), stderr=open(f"{out}.err", "w"))
+        with self._lock:
+            self._procs.add(proc)
+        return proc
+
+    def finish(self, proc, args, out: Path, tic: float, model_dir="") -> Result:
+        try:
+            proc.wait(timeout=max(1.0, RUN_TIMEOUT - (time.monotonic() - tic)))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        with self._lock:
+            self._procs.discard(proc)
+        seconds = time.monotonic() - tic
+        self.timings[out.name[:-len(".log")]] = seconds
+        return Result(list(args), proc.returncode, Path(f"{out}.out").read_text(),
+                      Path(f"{out}.err").read_text(), seconds, model_dir)
+
+    def run(self, args: Sequence[str], name: str) -> Result:
+        """run.py `args` to completion (killed after RUN_TIMEOUT s); logs go to base/name.*"""
+        tic = time.monotonic()
+        out = self.base / f"{name}.log"
+        model_dir = next((a.split("=", 1)[1] for a in args if a.startswith("--model_dir=")), "")
+        return self.finish(self.popen(args, out), args, out, tic, model_dir)
+
+    def close(self):
+        self._closed = True
+        for future in self._futures.values():
+            future.cancel()
+        with self._lock:
+            for proc in list(self._procs):
+                proc.kill()
+        self._executor.shutdown(wait=True)
+
+
+# --- the jobs --------------------------------------------------------------------------------
+
+def _fashion(pool):
+    return [f"--data_dir={pool.data_dir}", *FASHION]
+
+
+def _toy(pool):
+    return [f"--dataset=folder:{pool.toy_dir}", *TOY]
+
+
+def job_pretrain(pool):
+    args = [*PRETRAIN, *_fashion(pool), f"--model_dir={pool.model_dir('pretrain')}"]
+    return pool.run(args, "pretrain")
+
+
+def job_finetune(pool):
+    """The printed next command, shortened; steps_per_loop=1 logs the first step alone."""
+    args = pool.result("pretrain").check().next_args() + [
+        "--mode=train_then_eval", "--train_steps=4", "--train_batch_size=16",
+        "--steps_per_loop=1", "--zero_init_logits_layer", f"--model_dir={pool.model_dir('ft')}"]
+    return pool.run(args, "finetune")
+
+
+def job_distill(pool):
+    """Self-distillation: the printed next command, with the teacher's SavedModel instead."""
+    finetune = pool.result("finetune").check()
+    args = finetune.next_args() + [
+        f"--teacher={finetune.model_dir}/saved_model/4", "--mode=train_then_eval",
+        "--train_steps=4", "--train_batch_size=16", f"--model_dir={pool.model_dir('distill')}"]
+    return pool.run(args, "distill")
+
+
+def job_evaluate(pool):
+    """mode=eval exactly as printed by the distill run."""
+    return pool.run(pool.result("distill").check().next_args(), "evaluate")
+
+
+def job_toy_finetune(pool):
+    """Transfer: the Fashion-MNIST pretrain SavedModel fine-tuned on the 2-class toy folder.
+
+    A zero head and one step per loop: the first logged loss is that of step 0 alone.
+    """
+    pretrain = pool.result("pretrain").check()
+    args = ["--train_mode=finetune", f"--checkpoint={pretrain.model_dir}/saved_model/8",
+            *_toy(pool), "--label_fraction=1", "--zero_init_logits_layer", "--train_steps=8",
+            "--steps_per_loop=1", f"--model_dir={pool.model_dir('toy_finetune')}"]
+    return pool.run(args, "toy_finetune")
+
+
+def job_toy_distill(pool):
+    """Big-to-small: the ResNet-18 teacher (rebuilt from its config.json) into a half-width one.
+
+    Adam: LARS' trust ratio barely moves a random student in a few steps at this batch size.
+    """
+    args = pool.result("toy_finetune").check().next_args() + [
+        "--width_multiplier=0.5", "--mode=train_then_eval", "--eval_steps=0", "--train_steps=16",
+        "--steps_per_loop=2", "--optimizer=adam", "--learning_rate=0.0005",
+        f"--model_dir={pool.model_dir('toy_distill')}"]
+    return pool.run(args, "toy_distill")
+
+
+def _wait_for(predicate: Callable[[], bool], proc, timeout=RUN_TIMEOUT):
+    tic = time.monotonic()
+    while not predicate():
+        assert proc.poll() is None, "run.py ended before the awaited moment"
+        assert time.monotonic() - tic < timeout, "timed out"
+        time.sleep(0.05)
+
+
+def job_interrupted(pool):
+    """The pretrain run, SIGKILLed after its first checkpoint, resumed and SIGTERMed, resumed.
+
+    Returns {'killed', 'terminated', 'resumed'}: Results of the three calls.
+    """
+    model_dir = Path(pool.model_dir("interrupted"))
+    args = [*PRETRAIN, *_fashion(pool), f"--model_dir={model_dir}"]
+    state = model_dir / "checkpoint"  # rewritten only once a checkpoint is complete
+    out, tic = pool.base / "interrupted_1.log", time.monotonic()
+    proc = pool.popen(args, out)
+    _wait_for(lambda: state.exists() and '"ckpt-4"' in state.read_text(), proc)
+    proc.send_signal(signal.SIGKILL)
+    killed = pool.finish(proc, args, out, tic, str(model_dir))
+    out, tic = pool.base / "interrupted_2.log", time.monotonic()
+    proc = pool.popen(args, out)
+    _wait_for(lambda: "Resuming from the checkpoint of step 4" in Path(f"{out}.out").read_text(),
+              proc)
+    proc.send_signal(signal.SIGTERM)  # long before the first loop's compilation is over
+    terminated = pool.finish(proc, args, out, tic, str(model_dir))
+    return {"killed": killed, "terminated": terminated,
+            "resumed": pool.run(args, "interrupted_3")}
+
+
+def job_nan(pool):
+    """A copy of the pretrain run resumed with a learning rate of 1e30: NaN after step 8.
+
+    Returns (Result, {file name: sha256} of the copy's checkpoint files before the run).
+    """
+    pretrain = pool.result("pretrain").check()
+    model_dir = Path(pool.model_dir("nan"))
+    shutil.copytree(pretrain.model_dir, model_dir)
+    before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in model_dir.iterdir()
+              if p.name.startswith("ckpt-") or p.name == "checkpoint"}
+    args = [*PRETRAIN, *_fashion(pool), "--train_steps=12", "--learning_rate=1e30",
+            f"--model_dir={model_dir}"]
+    return pool.run(args, "nan"), before
+
+
+def job_bfloat16(pool):
+    args = [*PRETRAIN, *_fashion(pool), "--train_steps=2", "--precision=mixed_bfloat16",
+            f"--model_dir={pool.model_dir('bfloat16')}"]
+    return pool.run(args, "bfloat16")
+
+
+def job_jit(pool):
+    args = [*PRETRAIN, *_fashion(pool), "--train_steps=2", "--jit_compile",
+            f"--model_dir={pool.model_dir('jit')}"]
+    return pool.run(args, "jit")
+
+
+# name -> (jobs it reads from, function); the start order keeps both workers busy.
+JOBS = {
+    "pretrain": ((), job_pretrain),
+    "interrupted": ((), job_interrupted),
+    "finetune": (("pretrain",), job_finetune),
+    "toy_finetune": (("pretrain",), job_toy_finetune),
+    "distill": (("finetune",), job_distill),
+    "toy_distill": (("toy_finetune",), job_toy_distill),
+    "evaluate": (("distill",), job_evaluate),
+    "nan": (("pretrain",), job_nan),
+    "bfloat16": ((), job_bfloat16),
+    "jit": ((), job_jit),
+}
+
+
+# --- data ------------------------------------------------------------------------------------
+
+def make_toy_folder(root: Path, seed: int = 0):
+    """root/{train,test}/{bright,dark}/NNN.png: 16x16 RGB noise, bright (155-255) or dark (0-100).
+
+    Brightness survives every augmentation of fine-tuning and distillation, so a network
+    learns the two classes within a few steps.
+    """
+    import tensorflow as tf
+    rng = np.random.default_rng(seed)
+    for split, count in (("train", TOY_TRAIN), ("test", TOY_TEST)):
+        for name, (low, high) in (("bright", (155, 256)), ("dark", (0, 101))):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i in range(count):
+                pixels = rng.integers(low, high, size=(16, 16, 3), dtype=np.uint8)
+                tf.io.write_file(str(folder / f"{i:03d}.png"), tf.io.encode_png(pixels))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Remembers which jobs the selected tests use (by the `runs` marker's arguments)."""
+    needed = []
+    for item in items:
+        for mark in item.iter_markers("runs"):
+            needed += [name for name in mark.args if name not in needed]
+    config.stash[_NEEDED] = needed
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "runs(*names): run.py jobs (conftest.JOBS) the test reads")
+
+
+_NEEDED = pytest.StashKey[list]()
+_POOL = pytest.StashKey[RunPool]()
+
+
+@pytest.fixture(scope="session")
+def runs(tmp_path_factory, request):
+    """The session's RunPool, with the jobs of the selected tests already started."""
+    from data import datasets
+    from data.config import DataConfig
+    data_dir = str(tmp_path_factory.getbasetemp() / "tfds")  # shared with tests/data
+    datasets.load(DataConfig(dataset="fashion_mnist", data_dir=data_dir))  # prepared once
+    toy_dir = tmp_path_factory.mktemp("toy")
+    make_toy_folder(toy_dir)
+    pool = RunPool(tmp_path_factory.mktemp("runs"), data_dir, str(toy_dir))
+    order = list(JOBS)
+    for name in sorted(request.config.stash.get(_NEEDED, []), key=order.index):
+        pool.submit(name)
+    request.config.stash[_POOL] = pool
+    yield pool
+    pool.close()
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    pool = config.stash.get(_POOL, None)
+    if pool is not None and pool.timings:
+        terminalreporter.write_line("run.py calls (s): " + ", ".join(
+            f"{name} {seconds:.0f}" for name, seconds in pool.timings.items()))
+
+
+@pytest.fixture(autouse=True)
+def _start_runs_first(request):
+    """Starts the pool with the first test of this folder, so that the quick tests overlap it."""
+    if request.config.stash.get(_NEEDED, []):
+        request.getfixturevalue("runs")

@@ -1,0 +1,317 @@
+"""run.py as a user calls it: pretrain -> finetune -> distill -> eval, resume, errors, monitoring.
+
+The runs themselves are jobs of tests/program/conftest.py (started in the background at the
+beginning of the session); these tests check what the runs printed and wrote, against numbers
+computed here: the learning-rate schedule, ln(10) for a zero-initialised head, the checkpoint
+of an uninterrupted run, the files of the last good checkpoint.
+"""
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from flags import validate
+from tf2 import summaries
+
+runs = pytest.mark.runs
+REPO = Path(__file__).resolve().parents[2]
+TRAIN_TAGS = ("contrast_loss", "contrast_acc", "contrast_entropy", "supervised_loss",
+              "learning_rate", "total_loss", "weight_decay", "images_per_second")
+
+
+def _error_lines(stderr):
+    return [line for line in stderr.splitlines() if line.startswith("error:")]
+
+
+def _scalars(logdir, tag):
+    return summaries.read_scalars(str(logdir))[tag]
+
+
+def _json(path):
+    return json.loads(Path(path).read_text())
+
+
+def _check_eval_result(model_dir, step, num_examples):
+    result = _json(Path(model_dir) / "result.json")
+    assert 0.0 <= result["top1"] <= result["top5"] <= 1.0
+    assert (result["num_examples"], result["global_step"]) == (num_examples, step)
+    # eval/top1 in TensorBoard is the same number (float32).
+    assert _scalars(Path(model_dir) / "eval", "eval/top1")[-1] == pytest.approx(
+        (step, result["top1"]), abs=1e-7)
+    return result
+
+
+# --- bad flags: exit 2, one line naming the flag, no traceback --------------------------------
+
+@pytest.mark.parametrize("args, named", [
+    (["--sk_ratio=1.5"], "--sk_ratio=1.5"),
+    (["--label_fraction=0"], "--label_fraction=0"),
+    (["--train_mode=finetune"], "--checkpoint="),
+    (["--train_mode=distill"], "--teacher="),
+    (["--image_size=4"], "--image_size=4"),
+    (["--ft_proj_selector=5"], "--ft_proj_selector=5"),
+    (["--resnet_depth=19"], "--resnet_depth=19"),
+    (["--train_steps=abc"], "--train_steps=abc"),
+    (["--no_such_flag=1"], "no_such_flag"),
+    (["--mode=eval", "--model_dir={tmp}/missing"], "--model_dir="),
+    (["--train_mode=finetune", "--checkpoint={tmp}/missing"], "--checkpoint="),
+    (["--dataset=no_such_set", "--data_dir={tmp}"], "--dataset=no_such_set"),
+])
+def test_bad_flag_exits_2_with_one_line_naming_it(args, named, tmp_path):
+    args = [a.format(tmp=tmp_path) for a in args]
+    proc = subprocess.run([sys.executable, str(REPO / "run.py"), *args], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    errors = _error_lines(proc.stderr)
+    assert len(errors) == 1 and named in errors[0], proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
+    assert not (tmp_path / "runs").exists()  # no run directory was made
+
+
+def test_batch_must_divide_over_replicas():
+    validate.check_batch_divides(16, 2)
+    with pytest.raises(validate.FlagError, match=r"--train_batch_size=16 .* 3 replicas"):
+        validate.check_batch_divides(16, 3)
+    with pytest.raises(validate.FlagError, match=r"--eval_batch_size=10 "):
+        validate.check_batch_divides(10, 4, "eval_batch_size")
+
+
+# --- stage 1: pretrain --------------------------------------------------------------------------
+
+@runs("pretrain")
+def test_pretrain_writes_checkpoints_export_configs_and_next_command(runs):
+    result = runs.result("pretrain").check()
+    model_dir = Path(result.model_dir)
+    for name in ("ckpt-4.index", "ckpt-8.index", "ckpt-8.data-00000-of-00001", "checkpoint",
+                 "saved_model/8/saved_model.pb", "config.json", "flags.json"):
+        assert (model_dir / name).is_file(), name
+    assert list(model_dir.glob("events.out.tfevents.*"))
+    config = _json(model_dir / "config.json")
+    assert (config["train"]["train_steps"], config["model"]["resnet_depth"]) == (8, 18)
+    assert (config["head"]["proj_out_dim"], config["train_mode"]) == (16, "pretrain")
+    assert _json(model_dir / "flags.json")["train_steps"] == 8
+    assert tf.train.load_checkpoint(str(model_dir / "ckpt-8")).get_tensor(
+        "optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE") == 8
+    # The next stage fine-tunes this run, with the data and network flags the user gave.
+    nxt = result.next_args()
+    assert nxt[:2] == ["--train_mode=finetune", f"--checkpoint={model_dir}"]
+    for flag in (f"--data_dir={runs.data_dir}", "--resnet_depth=18", "--proj_out_dim=16",
+                 "--image_size=16", "--deterministic"):
+        assert flag in nxt
+    assert not any(a.startswith(("--train_steps", "--warmup_epochs", "--mode")) for a in nxt)
+    assert [l for l in result.stdout.splitlines() if l.startswith("step ")][-1].startswith(
+        "step 8/8")
+
+
+def _learning_rate(step, peak=0.1 * math.sqrt(16), warmup=2, total=8):
+    """Paper Sec. 3.1: linear warm-up, then cosine decay to 0 (computed here, independently)."""
+    if step < warmup:
+        return peak * step / warmup
+    return peak * 0.5 * (1 + math.cos(math.pi * (step - warmup) / (total - warmup)))
+
+
+@runs("pretrain")
+def test_pretrain_tensorboard_scalars_image_grid_and_hparams(runs):
+    model_dir = runs.result("pretrain").check().model_dir
+    scalars = summaries.read_scalars(model_dir)
+    for tag in TRAIN_TAGS:
+        assert [s for s, _ in scalars[f"train/{tag}"]] == [2, 4, 6, 8], tag
+    values = {tag: np.array([v for _, v in scalars[f"train/{tag}"]]) for tag in TRAIN_TAGS}
+    # Each point is the mean over the loop's two steps of the rate applied at that step.
+    expected = [np.mean([_learning_rate(s), _learning_rate(s + 1)]) for s in (0, 2, 4, 6)]
+    np.testing.assert_allclose(values["learning_rate"], expected, rtol=1e-6)
+    np.testing.assert_allclose(values["total_loss"], values["contrast_loss"]
+                               + values["supervised_loss"] + values["weight_decay"], rtol=1e-5)
+    assert np.all((values["contrast_acc"] >= 0) & (values["contrast_acc"] <= 1))
+    # Entropy of a softmax over the 2*16 - 1 other views of a batch of 16.
+    assert np.all((values["contrast_entropy"] > 0) & (values["contrast_entropy"] <= np.log(31)))
+    assert np.all((values["weight_decay"] > 0) & (values["weight_decay"] < 1e-2))
+    assert np.all(values["images_per_second"] > 0)
+
+    from tensorboard.backend.event_processing import event_accumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+    acc = event_accumulator.EventAccumulator(model_dir, size_guidance={"tensors": 0})
+    acc.Reload()
+    # 16 images of the first batch, two 16x16 views side by side, tiled 4x4 with 1-px gaps.
+    (image,) = acc.Tensors("augmented_views")
+    width, height, png = tf.make_ndarray(image.tensor_proto)
+    assert (image.step, int(width), int(height)) == (0, 4 * 32 + 3, 4 * 16 + 3)
+    grid = tf.io.decode_png(png).numpy()
+    assert grid.shape == (67, 131, 3) and np.all(grid[16] == 255) and grid[:16, :32].std() > 0
+    meta = acc.SummaryMetadata("_hparams_/session_start_info")
+    info = plugin_data_pb2.HParamsPluginData.FromString(meta.plugin_data.content)
+    hparams = info.session_start_info.hparams
+    assert hparams["train.train_batch_size"].number_value == 16
+    assert hparams["train_mode"].string_value == "pretrain"
+
+
+@runs("pretrain")
+def test_warm_start_copies_encoder_and_projection_head_only(runs):
+    """Stage 2 starts from the pretrained f(.) and g(.), and a fresh (zero) supervised head."""
+    import keras
+    from checkpoints import warm_start
+    from data.config import DataConfig
+    from tf2 import config as config_lib
+    from tf2 import finetune, pretrain
+    keras.mixed_precision.set_global_policy("float32")
+    model_dir = Path(runs.result("pretrain").check().model_dir)
+    cfg = config_lib.load_run_config(str(model_dir / "config.json"), data=DataConfig())
+    reference, _ = pretrain.build(cfg, 10)  # the oracle: TensorFlow's own full restore
+    tf.train.Checkpoint(model=reference).read(str(model_dir / "ckpt-8")).expect_partial() \
+        .assert_existing_objects_matched()
+    saved = {v.path: v.numpy() for v in reference.variables}
+    head = dataclasses.replace(cfg.head, ft_proj_selector=1, zero_init_logits_layer=True)
+    ft_cfg = dataclasses.replace(cfg, train_mode="finetune", head=head)
+    for source in (model_dir, model_dir / "saved_model" / "8"):
+        model, _ = finetune.build(ft_cfg, 10)
+        warm_start.warm_start(model, str(source))
+        copied = model.encoder.variables + model.projection_head.variables
+        assert len(copied) > 100
+        for v in copied:
+            np.testing.assert_array_equal(v.numpy(), saved[v.path], err_msg=v.path)
+        assert model.supervised_head.variables[0].shape == (512, 10)
+        for v in model.supervised_head.variables:
+            assert not np.any(v.numpy()), f"{source}: {v.path} is not fresh"
+
+
+# --- stage 2: finetune ------------------------------------------------------------------------
+
+@runs("finetune")
+def test_finetune_from_pretrain_model_dir_as_printed(runs):
+    result = runs.result("finetune").check()
+    model_dir = Path(result.model_dir)
+    assert (model_dir / "saved_model/4/saved_model.pb").is_file()
+    assert (model_dir / "ckpt-4.index").is_file()
+    # A zero-initialised head gives uniform probabilities over the 10 classes at step 0:
+    # the first step's loss is ln(10) exactly (steps_per_loop=1), whatever the encoder.
+    first = _scalars(model_dir, "train/supervised_loss")[0]
+    assert first == pytest.approx((1, math.log(10)), abs=1e-5)
+    assert _scalars(model_dir, "train/weight_decay")[0][1] == 0.0  # stage default: no decay
+    flags_json = _json(model_dir / "flags.json")
+    assert flags_json["checkpoint"] == runs.result("pretrain").model_dir
+    assert flags_json["data_dir"] == runs.data_dir
+    assert result.next_args()[:2] == ["--train_mode=distill", f"--teacher={model_dir}"]
+    _check_eval_result(model_dir, 4, 64)  # train_then_eval: 2 eval steps of 32 test images
+
+
+# --- stage 3: distill, and mode=eval -----------------------------------------------------------
+
+@runs("distill", "evaluate")
+def test_self_distill_from_saved_model_teacher_then_eval_mode(runs):
+    distill = runs.result("distill").check()
+    model_dir = Path(distill.model_dir)
+    config = _json(model_dir / "config.json")
+    teacher_dir = runs.result("finetune").model_dir
+    assert config["model"] == _json(Path(teacher_dir) / "config.json")["model"]  # self
+    assert config["teacher"] == f"{teacher_dir}/saved_model/4"
+    assert (model_dir / "saved_model/4/saved_model.pb").is_file()
+    tags = summaries.read_scalars(str(model_dir))
+    assert all(np.isfinite(v) for tag in ("distill_loss", "teacher_agreement", "total_loss")
+               for _, v in tags[f"train/{tag}"])
+    printed = [l for l in distill.stdout.splitlines() if l.startswith("eval:")]
+    # mode=eval, as printed: evaluates the last checkpoint and stops (no 600 s wait), without
+    # touching the run's config; same numbers as train_then_eval gave.
+    evaluate = runs.result("evaluate").check()
+    assert evaluate.next_args()[0] == "--mode=eval" and evaluate.seconds < 120
+    assert [l for l in evaluate.stdout.splitlines() if l.startswith("eval:")] == printed
+    result = _check_eval_result(model_dir, 4, 64)
+    assert f"top-1 {result['top1']:.4f}" in printed[0]
+    assert _json(model_dir / "config.json") == config
+    assert not any(l.startswith("step ") for l in evaluate.stdout.splitlines())  # no training
+
+
+@runs("toy_finetune", "toy_distill")
+def test_transfer_from_saved_model_and_big_to_small_distillation_learn_the_toy_set(runs):
+    """Fine-tuning (from a SavedModel) and distillation losses fall within a few steps."""
+    finetune = runs.result("toy_finetune").check()
+    loss = [v for _, v in _scalars(finetune.model_dir, "train/supervised_loss")]
+    # A fresh zero head: step 0 is ln(2) exactly (the pretrain head had 10 classes).
+    assert len(loss) == 8 and loss[0] == pytest.approx(math.log(2), abs=1e-5)
+    assert np.mean(loss[-3:]) < 0.5 * loss[0], loss
+    distill = runs.result("toy_distill").check()
+    loss = [v for _, v in _scalars(distill.model_dir, "train/distill_loss")]
+    assert len(loss) == 8 and np.mean(loss[-3:]) < 0.8 * loss[0], loss
+    # Big-to-small: the full-width teacher was rebuilt from its config.json.
+    assert _json(Path(finetune.model_dir) / "config.json")["model"]["width_multiplier"] == 1
+    assert _json(Path(distill.model_dir) / "config.json")["model"]["width_multiplier"] == 0.5
+    assert _json(Path(distill.model_dir) / "flags.json")["teacher"] == finetune.model_dir
+    _check_eval_result(distill.model_dir, 16, runs.toy_test_size)  # eval_steps=0: whole split
+
+    # The teacher as a SavedModel gives the logits of the teacher as a checkpoint.
+    from data import datasets, pipeline
+    from data.config import DataConfig
+    from tf2 import config as config_lib
+    from tf2.distill import Teacher
+    data = DataConfig(dataset=f"folder:{runs.toy_dir}", image_size=16)
+    images = next(iter(pipeline.eval_input_fn(datasets.load(data), data, 32)(
+        tf.distribute.InputContext())))["image"]
+    cfg = config_lib.load_run_config(str(Path(distill.model_dir) / "config.json"), data=data)
+    from_checkpoint = Teacher(finetune.model_dir, cfg, 2)(images)
+    from_saved_model = Teacher(f"{finetune.model_dir}/saved_model/8", cfg, 2)(images)
+    np.testing.assert_allclose(from_saved_model, from_checkpoint, atol=1e-4)
+
+
+# --- interruptions, NaN ------------------------------------------------------------------------
+
+@runs("interrupted", "pretrain")
+def test_sigkill_and_sigterm_then_resume_give_the_uninterrupted_weights(runs):
+    parts = runs.result("interrupted")
+    assert parts["killed"].returncode == -9
+    terminated = parts["terminated"]
+    assert terminated.returncode == 1 and "Traceback" not in terminated.stderr
+    assert "Stopped by SIGTERM at step 6; checkpoint saved" in terminated.stderr
+    resumed = parts["resumed"].check()
+    assert "Resuming from the checkpoint of step 6" in resumed.stdout
+    model_dir = Path(resumed.model_dir)
+    assert sorted(p.name for p in model_dir.glob("ckpt-*.index")) == [
+        "ckpt-4.index", "ckpt-6.index", "ckpt-8.index"]
+    ours = tf.train.load_checkpoint(str(model_dir / "ckpt-8"))
+    reference = tf.train.load_checkpoint(runs.result("pretrain").model_dir + "/ckpt-8")
+    keys = set(reference.get_variable_to_shape_map()) - {"_CHECKPOINTABLE_OBJECT_GRAPH",
+                                                          "save_counter/.ATTRIBUTES/VARIABLE_VALUE"}
+    assert keys == set(ours.get_variable_to_shape_map()) - {
+        "_CHECKPOINTABLE_OBJECT_GRAPH", "save_counter/.ATTRIBUTES/VARIABLE_VALUE"}
+    assert len(keys) > 150  # weights, batch-norm statistics, momenta, step
+    for key in sorted(keys):
+        np.testing.assert_allclose(ours.get_tensor(key), reference.get_tensor(key), rtol=0,
+                                   atol=1e-6, err_msg=key)
+
+
+@runs("nan")
+def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(runs):
+    result, before = runs.result("nan")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    (error,) = _error_lines(result.stderr)
+    assert error.startswith("error: Non-finite values by step 10")
+    assert "ckpt-8" in error and "--learning_rate" in error
+    model_dir = Path(result.model_dir)
+    after = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in model_dir.iterdir()
+             if p.name.startswith("ckpt-") or p.name == "checkpoint"}
+    assert after == before  # same files, same bytes: nothing saved after the NaN
+    assert sorted(os.listdir(model_dir / "saved_model")) == ["8"]
+
+
+# --- speed options -----------------------------------------------------------------------------
+
+@runs("bfloat16", "jit", "pretrain")
+@pytest.mark.parametrize("job, rtol", [("bfloat16", 2e-2), ("jit", 1e-3)])
+def test_mixed_bfloat16_and_xla_match_float32_on_the_first_steps(runs, job, rtol):
+    """The first loop's losses do not depend on train_steps (the rate of step 0 is 0)."""
+    result = runs.result(job).check()
+    reference = summaries.read_scalars(runs.result("pretrain").model_dir)
+    ours = summaries.read_scalars(result.model_dir)
+    for tag in ("train/contrast_loss", "train/supervised_loss", "train/total_loss"):
+        (step, value), = ours[tag]
+        assert step == 2 and math.isfinite(value)
+        assert value == pytest.approx(reference[tag][0][1], rel=rtol), tag
+    # Variables, batch-norm statistics included, stay float32 under mixed precision.
+    dtypes = tf.train.load_checkpoint(result.model_dir + "/ckpt-2").get_variable_to_dtype_map()
+    assert {d for k, d in dtypes.items() if k.startswith("model/")} == {tf.float32}
