@@ -188,7 +188,8 @@ def job_toy_distill(pool):
     Adam: LARS' trust ratio barely moves a random student in a few steps at this batch size.
     """
     args = pool.result("toy_finetune").check().next_args() + [
-        "--width_multiplier=0.5", "--mode=train_then_eval", "--eval_steps=0", "--train_steps=16",
+        "--width_multiplier=0.5", "--train_batch_size=16", "--mode=train_then_eval",
+        "--eval_steps=0", "--train_steps=16",
         "--steps_per_loop=2", "--optimizer=adam", "--learning_rate=0.0005",
         f"--model_dir={pool.model_dir('toy_distill')}"]
     return pool.run(args, "toy_distill")
