@@ -139,12 +139,14 @@ def _configure():
     _quiet_libraries()
     from data import datasets, pipeline
     from tf2 import distribute
+    # The strategy first: MultiWorkerMirroredStrategy and TPUs must configure TensorFlow before
+    # it runs anything (reading the data would start it).
+    strategy = distribute.make_strategy(FLAGS.distribution, FLAGS.tpu or FLAGS.tpu_name,
+                                        FLAGS.tpu_zone, FLAGS.gcp_project)
     source = _named(datasets.load, "dataset")(configs.data_config(FLAGS))
     _named(source.check_split, "train_split")(FLAGS.train_split)
     if FLAGS.mode != "train":  # fail now, not after hours of training
         _named(source.check_split, "eval_split")(FLAGS.eval_split)
-    strategy = distribute.make_strategy(FLAGS.distribution, FLAGS.tpu or FLAGS.tpu_name,
-                                        FLAGS.tpu_zone, FLAGS.gcp_project)
     cfg = configs.run_config(FLAGS, pipeline.num_train_examples(
         source, configs.data_config(FLAGS), FLAGS.train_mode))
     if FLAGS.mode == "eval":
@@ -179,6 +181,9 @@ def main(argv):
             ValueError) as e:
         logging.info("Traceback (shown with --verbosity=0):", exc_info=True)
         _fail(str(e), status=1)
+    except distribute.CLUSTER_ERRORS as e:  # a worker died: say so, not a collective traceback
+        logging.info("Traceback (shown with --verbosity=0):", exc_info=True)
+        _fail(distribute.cluster_error_message(e, cfg.model_dir), status=1)
     if chief:
         _report(cfg, result)
 

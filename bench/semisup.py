@@ -70,7 +70,8 @@ class Scale:
     small: Arch
     big: Arch
     epochs: Dict[str, float]          # pretrain_small, pretrain_big, distill, linear_eval
-    sup_epochs: Dict[float, float]    # label fraction -> epochs (baseline and fine-tuning)
+    sup_epochs: Dict[float, float]    # label fraction -> epochs of the supervised baseline
+    ft_epochs: Dict[float, float]     # label fraction -> epochs of fine-tuning
     batch: Dict[str, int]             # pretrain, finetune, distill, linear_eval
     train_steps: int = 0              # > 0: every run this many steps (smoke)
     eval_steps: int = 0               # 0: the whole 10k test split
@@ -79,16 +80,16 @@ class Scale:
     projected_minutes: Optional[float] = None
 
 
-SMOKE = Scale(small=Arch(18, 0.25), big=Arch(18, 0.5),
-              epochs=dict(pretrain_small=1, pretrain_big=1, distill=1, linear_eval=1),
-              sup_epochs={0.01: 1, 0.1: 1},
-              batch=dict(pretrain=32, finetune=32, distill=32, linear_eval=32),
-              train_steps=2, eval_steps=1, eval_batch_size=64, steps_per_loop=2)
-FULL = Scale(small=Arch(18, 0.25), big=Arch(18, 0.5),
-             epochs=dict(pretrain_small=6, pretrain_big=2.5, distill=1.5, linear_eval=1),
-             sup_epochs={0.01: 60, 0.1: 15},
+FULL = Scale(small=Arch(18, 0.25), big=Arch(34, 0.25),
+             epochs=dict(pretrain_small=4, pretrain_big=2, distill=1, linear_eval=2),
+             sup_epochs={0.01: 150, 0.1: 30}, ft_epochs={0.01: 60, 0.1: 15},
              batch=dict(pretrain=256, finetune=128, distill=256, linear_eval=256),
              projected_minutes=None)
+# The full scale's networks and flags, a few small batches each: every stage and hand-over.
+SMOKE = dataclasses.replace(FULL, batch=dict(pretrain=32, finetune=32, distill=32,
+                                             linear_eval=32),
+                            train_steps=2, eval_steps=1, eval_batch_size=64, steps_per_loop=2,
+                            projected_minutes=None)
 SCALES = {"smoke": SMOKE, "full": FULL}
 
 
@@ -129,7 +130,7 @@ def plan(s: Scale):
         runs.append(Run(f"pretrain_{size}", f"SimCLRv2 pretrain ({size})", "pretrain", arch,
                         0.0, s.epochs[f"pretrain_{size}"], s.batch["pretrain"], ()))
         runs += [Run(f"finetune_{size}_{_pct(f)}", f"SimCLRv2 fine-tuned ({size})", "finetune",
-                     arch, f, s.sup_epochs[f], s.batch["finetune"], (("ft_proj_selector", 1),),
+                     arch, f, s.ft_epochs[f], s.batch["finetune"], (("ft_proj_selector", 1),),
                      (("checkpoint", f"pretrain_{size}"),)) for f in FRACTIONS]
         if size == "small":
             runs += [_student(s, f"selfdistill_{_pct(f)}", "SimCLRv2 self-distilled", f,
@@ -390,6 +391,7 @@ def write_outputs(out, rows, s: Scale, scale_name, started, load_start):
 def _settings(s: Scale) -> dict:
     d = dataclasses.asdict(s)
     d["sup_epochs"] = {_pct(k): v for k, v in s.sup_epochs.items()}
+    d["ft_epochs"] = {_pct(k): v for k, v in s.ft_epochs.items()}
     d.update(supervised_recipe=SUPERVISED, linear_eval_recipe=LINEAR, speed_note=SPEED_NOTE)
     return d
 

@@ -77,11 +77,14 @@ class HubModule(tf.Module):
             self.__call__.get_concrete_function(_IMAGES_SPEC, trainable=value)
             self.__call__.get_concrete_function(_IMAGES_SPEC, training=value)
 
-    def signature_functions(self) -> Dict[str, tf.types.experimental.ConcreteFunction]:
-        """The `signatures` argument of tf.saved_model.save: serving_default, serve, train."""
-        serve = self.serve.get_concrete_function()
-        return {"serving_default": serve, SERVE: serve,
-                TRAIN: self.train.get_concrete_function()}
+    def signature_functions(self) -> Dict[str, tf.types.experimental.PolymorphicFunction]:
+        """The `signatures` argument of tf.saved_model.save: serving_default, serve, train.
+
+        The tf.functions themselves (they have input signatures), not concrete functions: the
+        save then traces them itself, which is what lets a model with mirrored variables (any
+        multi-replica run) be exported; concrete functions traced before the save fail there.
+        """
+        return {"serving_default": self.serve, SERVE: self.serve, TRAIN: self.train}
 
 
 def _forward_fn(model, training: bool):

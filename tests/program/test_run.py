@@ -104,7 +104,7 @@ def test_pretrain_writes_checkpoints_export_configs_and_next_command(runs):
     nxt = result.next_args()
     assert nxt[:2] == ["--train_mode=finetune", f"--checkpoint={model_dir}"]
     for flag in (f"--data_dir={runs.data_dir}", "--resnet_depth=18", "--proj_out_dim=16",
-                 "--image_size=16", "--deterministic"):
+                 "--image_size=16", "--deterministic", "--train_split=train[:2000]"):
         assert flag in nxt
     assert not any(a.startswith(("--train_steps", "--warmup_epochs", "--mode")) for a in nxt)
     assert [l for l in result.stdout.splitlines() if l.startswith("step ")][-1].startswith(
@@ -238,7 +238,7 @@ def test_transfer_from_saved_model_and_big_to_small_distillation_learn_the_toy_s
     assert np.mean(loss[-3:]) < 0.5 * loss[0], loss
     distill = runs.result("toy_distill").check()
     loss = [v for _, v in _scalars(distill.model_dir, "train/distill_loss")]
-    assert len(loss) == 8 and np.mean(loss[-3:]) < 0.8 * loss[0], loss
+    assert len(loss) == 8 and np.mean(loss[-3:]) < 0.6 * loss[0], loss
     # Big-to-small: the full-width teacher was rebuilt from its config.json.
     assert _json(Path(finetune.model_dir) / "config.json")["model"]["width_multiplier"] == 1
     assert _json(Path(distill.model_dir) / "config.json")["model"]["width_multiplier"] == 0.5
