@@ -242,3 +242,20 @@ def test_export_under_mirrored_strategy(tmp_path, two_replicas):
     fresh = _stand_in()
     assert export.restore_from_saved_model(fresh, path) == 2
     np.testing.assert_array_equal(fresh.dense.bias.numpy(), np.ones(4, np.float32))
+
+
+def test_program_warm_start_accepts_our_saved_model(exported):
+    """--checkpoint / --teacher = one of our SavedModels: every weight arrives (teacher), and a
+    student with another number of classes still gets the encoder and projection head."""
+    from checkpoints import warm_start
+    teacher = model_lib.build_model(ModelConfig.tiny(), HeadConfig.tiny(), image_size=32)
+    warm_start.warm_start(teacher, exported["path"], include_supervised_head=True)
+    outputs = teacher(exported["images"], training=False)
+    for key in exported["keys"]:
+        np.testing.assert_array_equal(outputs[key].numpy(), exported["infer"][key], err_msg=key)
+    student = model_lib.build_model(ModelConfig.tiny(), HeadConfig.tiny(), image_size=32,
+                                    with_supervised_head=False)
+    warm_start.warm_start(student, exported["path"])
+    out = student(exported["images"], training=False)
+    np.testing.assert_array_equal(out[model_lib.PROJ_HEAD_OUTPUT].numpy(),
+                                  exported["infer"][model_lib.PROJ_HEAD_OUTPUT])
