@@ -19,7 +19,7 @@ import pytest
 import tensorflow as tf
 
 from data.config import DataConfig
-from tf2 import distill, finetune, pretrain
+from tf2 import distill, distribute, finetune, pretrain
 from tf2.config import (HeadConfig, LossConfig, MemoryConfig, ModelConfig, OptimizerConfig,
                         RunConfig, TrainConfig)
 
@@ -204,3 +204,106 @@ def _check_step_one_is_informative(before, after):
     moved = [np.abs(a[0] - b[0]).max() > 1e-4
              for b, a in zip(before["non_trainable"], after["non_trainable"])]
     assert sum(moved) >= 42  # at least the encoder's 21 batch norms (frozen head layers: not)
+
+
+# ----------------------------------------------------------------------------- the factory
+class _Recorder:
+    """Stands in for a TensorFlow class or function: remembers how it was called."""
+
+    def __init__(self, calls, name):
+        self.calls, self.name = calls, name
+
+    def __call__(self, *args, **kwargs):
+        self.calls.append((self.name, args, kwargs))
+        return (self.name, args, kwargs)
+
+
+def test_default_strategy_is_one_device_without_gpus():
+    strategy = distribute.make_strategy("default")
+    assert isinstance(strategy, tf.distribute.OneDeviceStrategy)
+    assert strategy.extended.worker_devices == ("/job:localhost/replica:0/task:0/device:CPU:0",)
+    assert distribute.is_chief(strategy)
+
+
+@pytest.mark.parametrize("gpus,expected", [(0, ("one_device", ("/cpu:0",))),
+                                           (1, ("one_device", ("/gpu:0",))),
+                                           (4, ("mirrored", ()))])
+def test_default_strategy_by_gpu_count(gpus, expected, monkeypatch):
+    calls = []
+    monkeypatch.setattr(distribute, "_local_gpus", lambda: ["GPU"] * gpus)
+    monkeypatch.setattr(tf.distribute, "OneDeviceStrategy", _Recorder(calls, "one_device"))
+    monkeypatch.setattr(tf.distribute, "MirroredStrategy", _Recorder(calls, "mirrored"))
+    distribute.make_strategy("default")
+    assert [(name, args) for name, args, _ in calls] == [expected]
+
+
+def test_tpu_strategy_from_run_py_flags(monkeypatch):
+    """run.py's TPU flags reach TPUClusterResolver; then connect, initialise, TPUStrategy."""
+    calls = []
+    monkeypatch.setattr(tf.distribute.cluster_resolver, "TPUClusterResolver",
+                        _Recorder(calls, "resolver"))
+    monkeypatch.setattr(tf.config, "experimental_connect_to_cluster", _Recorder(calls, "connect"))
+    monkeypatch.setattr(tf.tpu.experimental, "initialize_tpu_system",
+                        _Recorder(calls, "initialize"))
+
+    class Stop(Exception):
+        pass
+
+    def tpu_strategy(resolver):
+        calls.append(("strategy", (resolver,), {}))
+        raise Stop  # run.py would go on to read the data: the test ends here
+
+    monkeypatch.setattr(tf.distribute, "TPUStrategy", tpu_strategy)
+    import run
+    try:
+        run.FLAGS(["run.py", "--use_tpu", "--tpu_name=pod-1", "--tpu_zone=europe-west4-a",
+                   "--gcp_project=my-project"])
+        with pytest.raises(Stop):
+            run.main(["run.py"])
+    finally:
+        run.FLAGS.unparse_flags()
+    resolver = ("resolver", (), {"tpu": "pod-1", "zone": "europe-west4-a",
+                                 "project": "my-project"})
+    assert calls == [resolver, ("connect", (resolver,), {}), ("initialize", (resolver,), {}),
+                     ("strategy", (resolver,), {})]
+
+
+@pytest.mark.parametrize("tf_config,message", [
+    (None, "needs the TF_CONFIG environment variable"),
+    ("{not json", "not valid JSON"),
+    ('{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 2}}',
+     "is not one of the cluster's tasks"),
+])
+def test_multi_worker_needs_a_valid_tf_config(tf_config, message, monkeypatch):
+    if tf_config is None:
+        monkeypatch.delenv("TF_CONFIG", raising=False)
+    else:
+        monkeypatch.setenv("TF_CONFIG", tf_config)
+    with pytest.raises(ValueError, match=message):
+        distribute.make_strategy("multi_worker")
+
+
+def test_unknown_distribution():
+    with pytest.raises(ValueError, match="one_device, mirrored, multi_worker, tpu"):
+        distribute.make_strategy("parameter_server")
+
+
+@pytest.mark.parametrize("cluster,task_type,task_id,chief", [
+    ({}, None, None, True),  # a single process
+    ({"worker": ["a:1", "b:1"]}, "worker", 0, True),  # no chief job: worker 0 writes
+    ({"worker": ["a:1", "b:1"]}, "worker", 1, False),
+    ({"chief": ["c:1"], "worker": ["a:1"]}, "chief", 0, True),
+    ({"chief": ["c:1"], "worker": ["a:1"]}, "worker", 0, False),
+    ({"worker": ["a:1"], "evaluator": ["e:1"]}, "evaluator", 0, False),
+])
+def test_is_chief_task(cluster, task_type, task_id, chief):
+    assert distribute.is_chief_task(cluster, task_type, task_id) is chief
+
+
+def test_cluster_error_message_says_what_to_do():
+    error = tf.errors.UnavailableError(None, None, "Collective ops is aborted by: task 1 is down\n"
+                                       "more detail\nthird\nfourth")
+    message = distribute.cluster_error_message(error, "/runs/pretrain")
+    assert "\n" not in message and "UnavailableError" in message and "fourth" not in message
+    assert "task 1 is down" in message and "/runs/pretrain" in message
+    assert "Start every worker again with the same command" in message
