@@ -331,10 +331,3 @@ def pytest_terminal_summary(terminalreporter, config):
     if pool is not None and pool.timings:
         terminalreporter.write_line("run.py calls (s): " + ", ".join(
             f"{name} {seconds:.0f}" for name, seconds in pool.timings.items()))
-
-
-@pytest.fixture(autouse=True)
-def _start_runs_first(request):
-    """Starts the pool with the first test of this folder, so that the quick tests overlap it."""
-    if request.config.stash.get(_NEEDED, []):
-        request.getfixturevalue("runs")

@@ -27,6 +27,17 @@ TRAIN_TAGS = ("contrast_loss", "contrast_acc", "contrast_entropy", "supervised_l
               "learning_rate", "total_loss", "weight_decay", "images_per_second")
 
 
+@pytest.fixture(autouse=True)
+def _start_runs_first(request):
+    """Starts the runs with this module's first test, so that the quick tests overlap them.
+
+    Only here: the multi-worker tests beside this file time their processes and must not
+    share the two cores with these runs.
+    """
+    if any(item.get_closest_marker("runs") for item in request.session.items):
+        request.getfixturevalue("runs")
+
+
 def _error_lines(stderr):
     return [line for line in stderr.splitlines() if line.startswith("error:")]
 
