@@ -39,14 +39,24 @@ def warm_start(model, path: str, include_supervised_head: bool = False) -> str:
             include_supervised_head and same_classes))
         logging.info("Warm start from official SimCLRv2 SavedModel %s", path)
         return path
-    if export_lib.is_saved_model_dir(path):
-        export_lib.restore_from_saved_model(model, path, expect_partial=not include_supervised_head)
-        logging.info("Warm start from SavedModel %s", path)
-        return path
-    prefix = ckpt_lib.resolve_checkpoint(path)
     parts = {"encoder": model.encoder, "projection_head": model.projection_head}
     if include_supervised_head and model.supervised_head is not None:
         parts["supervised_head"] = model.supervised_head
+    if export_lib.is_saved_model_dir(path):
+        # Part by part, so that a pretraining SavedModel's linear-evaluation head (other class
+        # count, or a head the fine-tuning run wants zero-initialised) is never copied.
+        for name, part in parts.items():
+            copied = export_lib.restore_from_saved_model(part, path, expect_partial=True)
+            if copied != len(part.variables):
+                raise ValueError(
+                    f"--checkpoint={path}: the SavedModel holds {copied} of the "
+                    f"{len(part.variables)} variables of the {name}; it was exported from "
+                    "another architecture or without that part (check --resnet_depth, "
+                    "--width_multiplier, --sk_ratio, --num_proj_layers and, for the supervised "
+                    "head, that the SavedModel comes from a fine-tuned run)")
+        logging.info("Warm start from SavedModel %s (%s)", path, ", ".join(parts))
+        return path
+    prefix = ckpt_lib.resolve_checkpoint(path)
     ckpt_lib.restore_objects(prefix, model=tf.train.Checkpoint(**parts))
     logging.info("Warm start from checkpoint %s (%s)", prefix, ", ".join(parts))
     return prefix

@@ -1,13 +1,16 @@
 """Evaluation. Reads checkpoints of a model_dir, writes result.json (top-1, top-5 on eval_split).
 
 `mode=eval` watches model_dir and evaluates each new checkpoint, stopping after the one at the
-last training step; `train_then_eval` evaluates the final checkpoint once.
+last training step; `train_then_eval` evaluates the final checkpoint once. Every evaluated
+checkpoint is also exported as a SavedModel to `model_dir/saved_model/<step>/` (unless the
+training stage already exported that step), keeping the newest `keep_hub_module_max`.
 """
 import os
 
 import tensorflow as tf
 from absl import logging
 
+from checkpoints import export as export_lib
 from checkpoints import manager as ckpt_lib
 from data import pipeline
 from tf2 import model as model_lib
@@ -37,8 +40,13 @@ def make_step_fn(model):
     return step_fn
 
 
-def evaluate_checkpoint(cfg: RunConfig, strategy, source, prefix: str) -> dict:
-    """Top-1/top-5 accuracy of the checkpoint `prefix` over the eval split."""
+def evaluate_checkpoint(cfg: RunConfig, strategy, source, prefix: str,
+                        export: bool = False) -> dict:
+    """Top-1/top-5 accuracy of the checkpoint `prefix` over the eval split.
+
+    With `export`, the evaluated weights are also written as the SavedModel of their step
+    (skipped when that step's SavedModel exists already).
+    """
     with strategy.scope():
         model, _ = build(cfg, source.num_classes)
         ckpt_lib.restore_objects(prefix, model=model)
@@ -60,6 +68,9 @@ def evaluate_checkpoint(cfg: RunConfig, strategy, source, prefix: str) -> dict:
             totals[k] += float(v)
     count = max(totals["count"], 1.0)
     step = int(prefix.rsplit("-", 1)[-1]) if prefix.rsplit("-", 1)[-1].isdigit() else 0
+    if export and not export_lib.is_saved_model_dir(os.path.join(cfg.export_dir, str(step))):
+        export_lib.export_saved_model(model, cfg.export_dir, step,
+                                      keep_max=cfg.keep_hub_module_max)
     return {"top1": totals["top1"] / count, "top5": totals["top5"] / count,
             "num_examples": int(totals["count"]), "global_step": step, "checkpoint": prefix}
 
@@ -73,7 +84,7 @@ def run(cfg: RunConfig, strategy, source, watch=True, is_chief=True) -> dict:
     writer = summaries.SummaryWriter(os.path.join(cfg.model_dir, "eval"), enabled=is_chief)
     result = {}
     for prefix in prefixes:
-        result = evaluate_checkpoint(cfg, strategy, source, prefix)
+        result = evaluate_checkpoint(cfg, strategy, source, prefix, export=is_chief)
         logging.info("eval %s: top-1 %.4f top-5 %.4f", prefix, result["top1"], result["top5"])
         writer.scalars(result["global_step"], {"eval/top1": result["top1"],
                                                "eval/top5": result["top5"]})
