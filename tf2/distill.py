@@ -13,7 +13,7 @@ from checkpoints import export as export_lib
 from checkpoints import warm_start as warm_start_lib
 from checkpoints import manager as ckpt_lib
 from data import pipeline
-from tf2 import distribute, losses, loop, model as model_lib, optimizers
+from tf2 import distribute, finetune, losses, loop, model as model_lib, optimizers
 from tf2.config import RunConfig
 
 
@@ -31,10 +31,9 @@ class Teacher:
             self._model = None
         else:
             teacher_cfg = _teacher_config(path, fallback_cfg)
-            head_cfg = teacher_cfg.head.__class__(
-                **{**teacher_cfg.head.__dict__, "num_classes": num_classes})
-            self._model = model_lib.build_model(teacher_cfg.model, head_cfg,
-                                                image_size=fallback_cfg.data.image_size)
+            self._model = model_lib.build_model(teacher_cfg.model, teacher_cfg.head,
+                                                image_size=fallback_cfg.data.image_size,
+                                                num_classes=num_classes)
             warm_start_lib.warm_start(self._model, path, include_supervised_head=True)
             self._model.trainable = False
 
@@ -62,10 +61,7 @@ def build(cfg: RunConfig, num_classes: int):
     Returns:
       (student, optimizer)
     """
-    head_cfg = cfg.head.__class__(**{**cfg.head.__dict__, "num_classes": num_classes})
-    student = model_lib.build_model(cfg.model, head_cfg, image_size=cfg.data.image_size)
-    student.projection_head.freeze_after(cfg.head.ft_proj_selector)
-    return student, optimizers.build_stage_optimizer(cfg, student)
+    return finetune.build(cfg, num_classes)  # the student is built like a fine-tuned model
 
 
 def make_step_fn(cfg: RunConfig, student, optimizer, teacher, num_classes):

@@ -20,8 +20,8 @@ from tf2.config import RunConfig
 
 def build(cfg: RunConfig, num_classes: int):
     """The model to evaluate (same structure as the trained one); no optimizer."""
-    head_cfg = cfg.head.__class__(**{**cfg.head.__dict__, "num_classes": num_classes})
-    model = model_lib.build_model(cfg.model, head_cfg, image_size=cfg.data.image_size)
+    model = model_lib.build_model(cfg.model, cfg.head, image_size=cfg.data.image_size,
+                                  num_classes=num_classes)
     return model, None
 
 

@@ -18,8 +18,8 @@ def build(cfg: RunConfig, num_classes: int):
     Returns:
       (model, optimizer)
     """
-    head_cfg = cfg.head.__class__(**{**cfg.head.__dict__, "num_classes": num_classes})
-    model = model_lib.build_model(cfg.model, head_cfg, image_size=cfg.data.image_size)
+    model = model_lib.build_model(cfg.model, cfg.head, image_size=cfg.data.image_size,
+                                  num_classes=num_classes)
     model.projection_head.freeze_after(cfg.head.ft_proj_selector)
     optimizer = optimizers.build_stage_optimizer(cfg, model)
     return model, optimizer

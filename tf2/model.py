@@ -2,6 +2,7 @@
 
 The model returns a dict keyed by the constants below; losses, export and tests read that dict.
 """
+import dataclasses
 from typing import Dict, Optional
 
 import keras
@@ -73,9 +74,14 @@ class SimCLRModel(keras.Model):
 
 
 def build_model(model_cfg: ModelConfig, head_cfg: HeadConfig, with_supervised_head=True,
-                stop_gradient_supervised=False,
-                image_size: Optional[int] = None) -> SimCLRModel:
-    """Builds (and, when image_size is given, creates the variables of) a SimCLRModel."""
+                stop_gradient_supervised=False, image_size: Optional[int] = None,
+                num_classes: Optional[int] = None) -> SimCLRModel:
+    """Builds (and, when image_size is given, creates the variables of) a SimCLRModel.
+
+    `num_classes`, when given, replaces `head_cfg.num_classes` (the data set decides it).
+    """
+    if num_classes is not None:
+        head_cfg = dataclasses.replace(head_cfg, num_classes=num_classes)
     bn = dict(batch_norm_decay=model_cfg.batch_norm_decay,
               batch_norm_epsilon=model_cfg.batch_norm_epsilon, global_bn=model_cfg.global_bn)
     encoder = resnet.build_resnet(model_cfg)

@@ -16,10 +16,9 @@ def build(cfg: RunConfig, num_classes: int):
     Returns:
       (model, optimizer)
     """
-    head_cfg = cfg.head.__class__(**{**cfg.head.__dict__, "num_classes": num_classes})
     model = model_lib.build_model(
-        cfg.model, head_cfg, with_supervised_head=cfg.lineareval_while_pretraining,
-        stop_gradient_supervised=True, image_size=cfg.data.image_size)
+        cfg.model, cfg.head, with_supervised_head=cfg.lineareval_while_pretraining,
+        stop_gradient_supervised=True, image_size=cfg.data.image_size, num_classes=num_classes)
     optimizer = optimizers.build_stage_optimizer(cfg, model)
     return model, optimizer
 
