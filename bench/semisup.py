@@ -13,7 +13,8 @@ fine-tuning and distillation run. The runs (paper Sec. 3, Figure 2):
                              (--from_scratch, standard linear classifier on the encoder)
   pretrain_small / _big      SimCLRv2 on all 60k training images, labels unused
   finetune_small_/big_{..}   from the first projection-head layer (--ft_proj_selector=1)
-  selfdistill_{..}           Eq. 2, tau 0.1, all training images, student = small ResNet
+  selfdistill_{..}           Eq. 2, tau 1.0 (see SELF_DISTILL_TAU), all training images,
+                             student = small ResNet
   big_to_small_{..}          Eq. 2, tau 1.0, teacher = fine-tuned big ResNet, student = small
   linear_eval_small_100pct   frozen pretrained encoder (--fine_tune_after_block=4), linear
                              head on the encoder output with all labels
@@ -48,7 +49,16 @@ NUM_TRAIN, NUM_CLASSES = 60000, 10
 CHANCE = 1.0 / NUM_CLASSES
 FRACTIONS = (0.01, 0.1)
 MOST = 0.9  # "most of the teacher's accuracy": >= 90% of its top-1 gain over chance
-SPEED_NOTE = ("filled in from the speed probe; see the module docstring")
+# Speed of each kind of run on this 2-core CPU: (training images/s after the first loop, other
+# seconds per run: start-up, tracing, the first batch, SavedModel export, evaluation of the 10k
+# test images). Measured 2026-11-25 with 30-step runs of the FULL networks and batches through
+# run.py, 1-min load average 1.7-3.3 including the run itself (the quietest this shared machine
+# got); the first batch of a fine-tuning run waits ~30 s because the labelled-subset filter
+# reads all 60k images before the cache is full. Under a load of 5-7 the same runs took 2-4x
+# longer. Used only to project the time (--dry_run, results.json).
+MEASURED = {"supervised": (380, 70), "finetune_small": (280, 85), "pretrain_small": (210, 45),
+            "selfdistill": (205, 65), "linear_eval": (570, 60), "pretrain_big": (88, 100),
+            "finetune_big": (219, 80), "big_to_small": (268, 60)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,26 +87,26 @@ class Scale:
     eval_steps: int = 0               # 0: the whole 10k test split
     eval_batch_size: int = 256
     steps_per_loop: int = 10
-    projected_minutes: Optional[float] = None
+    checkpoint_steps: int = 100       # resume point of an interrupted run, at little cost
 
 
 FULL = Scale(small=Arch(18, 0.25), big=Arch(34, 0.25),
-             epochs=dict(pretrain_small=4, pretrain_big=2, distill=1, linear_eval=2),
-             sup_epochs={0.01: 150, 0.1: 30}, ft_epochs={0.01: 60, 0.1: 15},
-             batch=dict(pretrain=256, finetune=128, distill=256, linear_eval=256),
-             projected_minutes=None)
+             epochs=dict(pretrain_small=3, pretrain_big=1.25, distill=0.5, linear_eval=1),
+             sup_epochs={0.01: 100, 0.1: 20}, ft_epochs={0.01: 50, 0.1: 10},
+             batch=dict(pretrain=256, finetune=128, distill=256, linear_eval=256))
 # The full scale's networks and flags, a few small batches each: every stage and hand-over.
 SMOKE = dataclasses.replace(FULL, batch=dict(pretrain=32, finetune=32, distill=32,
                                              linear_eval=32),
-                            train_steps=2, eval_steps=1, eval_batch_size=64, steps_per_loop=2,
-                            projected_minutes=None)
+                            train_steps=2, eval_steps=1, eval_batch_size=64, steps_per_loop=2)
 SCALES = {"smoke": SMOKE, "full": FULL}
 
 
 @dataclasses.dataclass(frozen=True)
 class Run:
-    """One run.py invocation. `needs` maps a flag (checkpoint, teacher) to another run."""
+    """One run.py invocation. `needs` maps a flag (checkpoint, teacher) to another run;
+    `kind` keys MEASURED (its speed)."""
     name: str
+    kind: str
     method: str
     stage: str
     arch: Arch
@@ -120,32 +130,42 @@ LINEAR = dict(optimizer="momentum", learning_rate=0.1, learning_rate_scaling="li
               weight_decay=0.0, warmup_epochs=0, ft_proj_selector=0, fine_tune_after_block=4,
               zero_init_logits_layer=True)
 
+# Paper: tau 0.1 for self-distillation, 1.0 big-to-small, "the effect of temperatures between
+# 0.1 and 1 is very small" (Sec. 3.1, Fig. F.1). Here 0.1 diverges at the stage's learning rate
+# (0.1 sqrt(B) = 1.6): the supervised head is outside LARS' trust ratio (as in the original
+# code), so its plain momentum step is lr / tau = 16. Measured, 40 steps from the same teacher:
+# tau 0.1 -> 10.0% top-1 (weight-decay term 0.2 -> 571), tau 1.0 -> 29.2%; tau 0.1 with lr x 0.1
+# -> 28.8%, but LARS then moves the encoder 10x less. So both distillations use tau 1.0.
+SELF_DISTILL_TAU = 1.0
+BIG_TO_SMALL_TAU = 1.0
+
 
 def plan(s: Scale):
     """Every run of scale `s`, each after the runs it needs (the important ones first)."""
-    runs = [Run(f"supervised_{_pct(f)}", "Supervised (labelled fraction only)", "finetune",
+    runs = [Run(f"supervised_{_pct(f)}", "supervised", "Supervised (labelled fraction only)",
+                "finetune",
                 s.small, f, s.sup_epochs[f], s.batch["finetune"],
                 tuple(SUPERVISED.items())) for f in FRACTIONS]
     for size, arch in (("small", s.small), ("big", s.big)):
-        runs.append(Run(f"pretrain_{size}", f"SimCLRv2 pretrain ({size})", "pretrain", arch,
-                        0.0, s.epochs[f"pretrain_{size}"], s.batch["pretrain"], ()))
-        runs += [Run(f"finetune_{size}_{_pct(f)}", f"SimCLRv2 fine-tuned ({size})", "finetune",
-                     arch, f, s.ft_epochs[f], s.batch["finetune"], (("ft_proj_selector", 1),),
+        runs.append(Run(f"pretrain_{size}", f"pretrain_{size}", f"SimCLRv2 pretrain ({size})",
+                        "pretrain", arch, 0.0, s.epochs[f"pretrain_{size}"], s.batch["pretrain"], ()))
+        runs += [Run(f"finetune_{size}_{_pct(f)}", f"finetune_{size}",
+                     f"SimCLRv2 fine-tuned ({size})", "finetune", arch, f, s.ft_epochs[f], s.batch["finetune"], (("ft_proj_selector", 1),),
                      (("checkpoint", f"pretrain_{size}"),)) for f in FRACTIONS]
         if size == "small":
             runs += [_student(s, f"selfdistill_{_pct(f)}", "SimCLRv2 self-distilled", f,
-                              f"finetune_small_{_pct(f)}", 0.1) for f in FRACTIONS]
-            runs.append(Run("linear_eval_small_100pct", "Linear eval (frozen encoder)",
-                            "finetune", s.small, 1.0, s.epochs["linear_eval"],
+                              f"finetune_small_{_pct(f)}", SELF_DISTILL_TAU) for f in FRACTIONS]
+            runs.append(Run("linear_eval_small_100pct", "linear_eval",
+                            "Linear eval (frozen encoder)", "finetune", s.small, 1.0, s.epochs["linear_eval"],
                             s.batch["linear_eval"], tuple(LINEAR.items()),
                             (("checkpoint", "pretrain_small"),)))
     runs += [_student(s, f"big_to_small_{_pct(f)}", "SimCLRv2 big-to-small distilled", f,
-                      f"finetune_big_{_pct(f)}", 1.0) for f in FRACTIONS]
+                      f"finetune_big_{_pct(f)}", BIG_TO_SMALL_TAU) for f in FRACTIONS]
     return runs
 
 
 def _student(s: Scale, name, method, fraction, teacher, tau):
-    return Run(name, method, "distill", s.small, fraction, s.epochs["distill"],
+    return Run(name, name.rsplit("_", 1)[0], method, "distill", s.small, fraction, s.epochs["distill"],
                s.batch["distill"], (("temperature", tau), ("ft_proj_selector", 0)),
                (("teacher", teacher), ("checkpoint", "pretrain_small")))
 
@@ -158,12 +178,19 @@ def run_steps(run: Run, s: Scale) -> int:
     return int(round(run.epochs * round(examples) / run.batch))
 
 
+def projected_seconds(run: Run, s: Scale) -> float:
+    """Wall seconds MEASURED predicts for `run` on a quiet machine."""
+    images_per_second, other_seconds = MEASURED[run.kind]
+    return run_steps(run, s) * run.batch / images_per_second + other_seconds
+
+
 def command(run: Run, s: Scale, runs_dir: str):
     """The run.py argv of `run`."""
     flags = dict(mode="train_then_eval", train_mode=run.stage, dataset="fashion_mnist",
                  image_size=32, seed=0, **run.arch.flags(), train_batch_size=run.batch,
                  train_epochs=run.epochs, eval_batch_size=s.eval_batch_size,
-                 eval_steps=s.eval_steps, steps_per_loop=s.steps_per_loop, progress_bar=False,
+                 eval_steps=s.eval_steps, steps_per_loop=s.steps_per_loop,
+                 checkpoint_steps=s.checkpoint_steps, progress_bar=False,
                  model_dir=os.path.join(runs_dir, run.name))
     if run.stage != "pretrain":
         flags["label_fraction"] = run.label_fraction
@@ -209,6 +236,7 @@ def _row(run: Run, s: Scale, model_dir: str, done: dict, reused: bool) -> dict:
             "resnet_depth": run.arch.depth, "width_multiplier": run.arch.width,
             "epochs": None if s.train_steps else run.epochs, "batch": run.batch,
             "steps": result["global_step"], "wall_seconds": round(done["wall_seconds"], 1),
+            "projected_seconds": round(projected_seconds(run, s)),
             "cpu_seconds": round(done["cpu_seconds"], 1), "reused": reused,
             "load_average_after": done.get("load_average_after"),
             "top1": result["top1"], "top5": result["top5"],
@@ -392,7 +420,11 @@ def _settings(s: Scale) -> dict:
     d = dataclasses.asdict(s)
     d["sup_epochs"] = {_pct(k): v for k, v in s.sup_epochs.items()}
     d["ft_epochs"] = {_pct(k): v for k, v in s.ft_epochs.items()}
-    d.update(supervised_recipe=SUPERVISED, linear_eval_recipe=LINEAR, speed_note=SPEED_NOTE)
+    d.update(supervised_recipe=SUPERVISED, linear_eval_recipe=LINEAR,
+             self_distill_tau=SELF_DISTILL_TAU, big_to_small_tau=BIG_TO_SMALL_TAU,
+             measured_speed={k: {"images_per_second": v[0], "other_seconds": v[1]}
+                             for k, v in MEASURED.items()},
+             projected_total_minutes=round(sum(projected_seconds(r, s) for r in plan(s)) / 60, 1))
     return d
 
 
@@ -408,7 +440,10 @@ def main():
     runs = plan(s)
     if args.dry_run:
         for run in runs:
-            print(f"# {run.name}: {run_steps(run, s)} steps\n{' '.join(command(run, s, runs_dir))}")
+            print(f"# {run.name}: {run_steps(run, s)} steps, ~{projected_seconds(run, s):.0f} s"
+                  f"\n{' '.join(command(run, s, runs_dir))}")
+        total = sum(projected_seconds(run, s) for run in runs)
+        print(f"# projected total on a quiet machine: {total / 60:.0f} min")
         return
     os.makedirs(out, exist_ok=True)
     started, load_start, rows = time.perf_counter(), os.getloadavg(), []
