@@ -147,17 +147,24 @@ def format_duration(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}"
 
 
-def _pick_loss(metrics: Mapping[str, float]) -> Optional[float]:
-    """'total_loss', else 'loss', else the first metric whose name contains 'loss'."""
-    names = list(metrics)
-    for wanted in ("total_loss", "loss"):
-        for name in names:
-            if name.rsplit("/", 1)[-1] == wanted:
-                return float(metrics[name])
-    for name in names:
-        if "loss" in name:
-            return float(metrics[name])
-    return None
+# What the progress line shows: the stage's own objective (first present of these), then its
+# accuracies. Pretraining's total loss is not shown: it adds the linear-evaluation head's loss,
+# whose scale says nothing about the representation being learnt.
+_PROGRESS_LOSSES = ("contrast_loss", "distill_loss", "supervised_loss", "total_loss", "loss")
+_PROGRESS_ACCURACIES = ("contrast_acc", "teacher_agreement", "supervised_acc")
+
+
+def _progress_metrics(metrics: Mapping[str, float]) -> List[Tuple[str, float]]:
+    """[(name, value)]: the first loss of _PROGRESS_LOSSES, then the accuracies present.
+
+    Names are matched after the last '/' ('train/contrast_loss' counts as 'contrast_loss');
+    without any known loss, the first metric whose name contains 'loss' is shown.
+    """
+    short = {name.rsplit("/", 1)[-1]: float(value) for name, value in metrics.items()}
+    shown = next(([(n, short[n])] for n in _PROGRESS_LOSSES if n in short), None)
+    if shown is None:
+        shown = [(n, v) for n, v in short.items() if "loss" in n][:1]
+    return shown + [(n, short[n]) for n in _PROGRESS_ACCURACIES if n in short]
 
 
 def _format_loss(loss: float) -> str:
@@ -229,15 +236,16 @@ class Progress:
 
     def format_line(self, step: int, metrics: Mapping[str, float],
                     images_per_second: float) -> str:
-        """E.g. 'step 120/1000  loss 4.123  380.2 img/s  eta 0:02:31' (bar after the step)."""
+        """E.g. 'step 120/1000  contrast_loss 4.123  contrast_acc 0.250  380.2 img/s  eta 0:02:31'.
+
+        With a bar, the bar follows the step.
+        """
         parts = [f"step {step}/{self.total_steps}"]
         if self._bar:
             done = min(max(step / max(self.total_steps, 1), 0.0), 1.0)
             filled = int(done * self._bar_width)
             parts[0] += " [" + "#" * filled + "." * (self._bar_width - filled) + "]"
-        loss = _pick_loss(metrics)
-        if loss is not None:
-            parts.append(f"loss {_format_loss(loss)}")
+        parts += [f"{name} {_format_loss(value)}" for name, value in _progress_metrics(metrics)]
         parts.append(f"{images_per_second:.1f} img/s")
         eta = self.eta_seconds(step)
         parts.append("eta " + (format_duration(eta) if eta is not None else "-:--:--"))

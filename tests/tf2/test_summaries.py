@@ -141,8 +141,26 @@ def test_plain_lines_and_eta_from_measured_rate():
     progress.update(120, METRICS, 380.24)  # 4 steps/s, 880 left -> 220 s
     progress.update(200, {"loss": 3.0}, 400.0)  # 200 steps in 40 s, 800 left -> 160 s
     progress.close()
-    assert stream.getvalue() == ("step 120/1000  loss 4.123  380.2 img/s  eta 0:03:40\n"
+    assert stream.getvalue() == ("step 120/1000  contrast_loss 9.900  380.2 img/s  eta 0:03:40\n"
                                  "step 200/1000  loss 3.000  400.0 img/s  eta 0:02:40\n")
+
+
+@pytest.mark.parametrize("metrics, shown", [
+    # pretraining: the contrastive objective and both accuracies, not the total loss that the
+    # linear-evaluation head's loss dominates
+    ({"contrast_loss": 5.0, "contrast_acc": 0.25, "contrast_entropy": 3.0, "total_loss": 155.0,
+      "supervised_loss": 150.0, "supervised_acc": 0.5, "weight_decay": 0.1},
+     "contrast_loss 5.000  contrast_acc 0.250  supervised_acc 0.500"),
+    ({"distill_loss": 0.75, "teacher_agreement": 0.875, "total_loss": 0.8},
+     "distill_loss 0.750  teacher_agreement 0.875"),
+    ({"supervised_loss": 2.302585, "supervised_acc": 0.125, "total_loss": 2.4},
+     "supervised_loss 2.303  supervised_acc 0.125"),
+    ({"train/total_loss": 4.0, "train/learning_rate": 0.1}, "total_loss 4.000"),
+    ({"my_loss": 0.001, "other": 1.0}, "my_loss 1.000e-03"),
+])
+def test_progress_line_shows_the_stage_objective(metrics, shown):
+    line = summaries.Progress(10, stream=io.StringIO(), use_bar=False).format_line(5, metrics, 1.0)
+    assert line == f"step 5/10  {shown}  1.0 img/s  eta -:--:--"
 
 
 def test_eta_uses_recent_window_and_resume_start():
