@@ -4,6 +4,13 @@ LARS decays weights inside its update. SGD momentum and Adam do not, so their st
 `weight_decay_loss` to the loss instead; under LARS the stages add it only for the variables
 kept out of LARS' own decay that should still be regularised (the supervised head, as in the
 original code).
+
+Which supervised head LARS leaves alone: in pretraining (the linear-evaluation monitor) and
+fine-tuning, the original code's choice (no trust ratio, no decay, an L2 loss instead). In
+distillation the student's head is the objective itself, trained "with the same learning rate
+schedule, weight decay, batch size as pretraining" (paper Sec. 3.1), so LARS treats it like
+every other layer: without the trust ratio, its plain step at 0.1 x sqrt(B) on gradients
+scaled by 1/tau (tau = 0.1 for self-distillation) diverges within tens of steps.
 """
 from typing import Callable, Iterable, Optional
 
@@ -74,7 +81,8 @@ def build_stage_optimizer(cfg: config_lib.RunConfig, model) -> keras.optimizers.
     """The optimizer of a training stage, built on `model`'s trainable variables.
 
     Warm-up then cosine decay over `cfg.train.total_steps`; under LARS the supervised head is
-    kept out of weight decay and trust ratio (as in the original code). Call inside
+    kept out of weight decay and trust ratio except in distillation (module docstring). Call
+    inside
     `strategy.scope()`: Keras 3 must create the slots there, before the first step.
     """
     total = cfg.train.total_steps
@@ -83,28 +91,31 @@ def build_stage_optimizer(cfg: config_lib.RunConfig, model) -> keras.optimizers.
         cfg.optimizer.learning_rate, cfg.train.train_batch_size, warmup, total,
         cfg.optimizer.learning_rate_scaling)
     optimizer = build_optimizer(cfg.optimizer, schedule,
-                                lars.exclude_variables(_supervised_variables(model)))
+                                lars.exclude_variables(_head_outside_lars(cfg, model)))
     if cfg.precision == "mixed_float16":  # float16 gradients underflow without loss scaling
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     optimizer.build(model.trainable_variables)
     return optimizer
 
 
-def _supervised_variables(model):
+def _head_outside_lars(cfg: config_lib.RunConfig, model):
+    """The supervised head's variables when LARS must leave them alone (not in distillation)."""
     head = getattr(model, "supervised_head", None)
-    return list(head.trainable_variables) if head is not None else []
+    if head is None or cfg.train_mode == "distill":
+        return []
+    return list(head.trainable_variables)
 
 
 def loss_weight_decay_fn(cfg: config_lib.RunConfig, model) -> Callable[[], tf.Tensor]:
     """`() -> scalar` L2 term for the weights the optimizer does not decay itself.
 
-    LARS decays everything but rank <= 1 variables and the supervised head inside its update;
-    the supervised head's kernel gets an L2 loss instead (original code). Other optimizers get
-    the L2 loss on every trainable variable of rank > 1.
+    LARS decays everything but rank <= 1 variables and (outside distillation) the supervised
+    head inside its update; that head's kernel gets an L2 loss instead (original code). Other
+    optimizers get the L2 loss on every trainable variable of rank > 1.
     """
     wd = cfg.optimizer.weight_decay
     if cfg.optimizer.optimizer == "lars":
-        variables = _supervised_variables(model)
+        variables = _head_outside_lars(cfg, model)
     else:
         variables = list(model.trainable_variables)
     variables = [v for v in variables if not lars.default_exclusion(v)]

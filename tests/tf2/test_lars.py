@@ -252,3 +252,33 @@ def test_weight_decay_loss_by_hand():
     assert float(optimizers.weight_decay_loss([kernel, bias], 0.1, lars.default_exclusion)) \
         == pytest.approx(1.5)
     assert float(optimizers.weight_decay_loss([bias], 0.1, lars.default_exclusion)) == 0.0
+
+
+@pytest.mark.parametrize("train_mode, head_after, head_l2", [
+    # plain momentum step on the head: w - lr g = [3 - 0.6, 4 - 0.8]; L2 loss 0.1 * 25 / 2
+    ("pretrain", [[2.4, 3.2]], 1.25),
+    ("finetune", [[2.4, 3.2]], 1.25),
+    # distillation: the head is a LARS layer. g + wd w = [0.9, 1.2], trust ratio
+    # 0.001 * 5 / 1.5 = 1/300, step lr * [0.9, 1.2] / 300; no separate L2 loss
+    ("distill", [[2.997, 3.996]], 0.0),
+])
+def test_stage_optimizer_puts_the_student_head_under_lars_only_in_distillation(
+        train_mode, head_after, head_l2):
+    import types
+    head = keras.Variable(np.array([[3.0, 4.0]], np.float32))
+    other = keras.Variable(np.array([[3.0, 4.0]], np.float32))
+    model = types.SimpleNamespace(supervised_head=types.SimpleNamespace(trainable_variables=[head]),
+                                  trainable_variables=[head, other])
+    cfg = config_lib.RunConfig(
+        model=config_lib.ModelConfig(), head=config_lib.HeadConfig(),
+        loss=config_lib.LossConfig(), memory=config_lib.MemoryConfig(),
+        optimizer=config_lib.OptimizerConfig(learning_rate=1.0, learning_rate_scaling="linear",
+                                             warmup_epochs=0, weight_decay=0.1),
+        train=config_lib.TrainConfig(train_batch_size=256, train_steps=10), data=None,
+        train_mode=train_mode)
+    assert float(optimizers.loss_weight_decay_fn(cfg, model)()) == pytest.approx(head_l2)
+    opt = optimizers.build_stage_optimizer(cfg, model)
+    grad = tf.constant([[0.6, 0.8]])
+    opt.apply([grad, grad], [head, other])  # step 0: lr = 1.0 (no warm-up, cosine at 0)
+    np.testing.assert_allclose(head.numpy(), head_after, rtol=1e-6)
+    np.testing.assert_allclose(other.numpy(), [[2.997, 3.996]], rtol=1e-6)  # always LARS
