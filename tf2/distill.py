@@ -13,7 +13,7 @@ from checkpoints import export as export_lib
 from checkpoints import warm_start as warm_start_lib
 from checkpoints import manager as ckpt_lib
 from data import pipeline
-from tf2 import distribute, finetune, losses, loop, model as model_lib, optimizers
+from tf2 import finetune, losses, loop, model as model_lib, optimizers
 from tf2.config import RunConfig
 
 
@@ -73,7 +73,7 @@ def make_step_fn(cfg: RunConfig, student, optimizer, teacher, num_classes):
     def step_fn(batch):
         images = batch["image"]  # (b, h, w, 3): crop + flip only
         teacher_logits = teacher(images)
-        with tf.GradientTape() as tape:
+        def loss_fn():
             logits = student(images, training=True)[model_lib.LOGITS_SUP]
             if alpha < 1.0:
                 labels = tf.one_hot(batch["label"], num_classes)
@@ -81,17 +81,13 @@ def make_step_fn(cfg: RunConfig, student, optimizer, teacher, num_classes):
                     teacher_logits, logits, labels, batch["label_mask"], tau, alpha)
             else:
                 loss = losses.distill_loss(teacher_logits, logits, tau)
+            agree = tf.equal(tf.argmax(teacher_logits, -1), tf.argmax(logits, -1))
             wd = decay_loss()
-            total = loss + wd
-            # Gradients are summed over replicas: scale so the update is the global-batch mean.
-            scaled = optimizers.scale_loss(optimizer, total / distribute.num_replicas())
-        grads = tape.gradient(scaled, variables)
-        learning_rate = optimizer.learning_rate  # the rate of this step: read before the update
-        optimizer.apply_gradients(zip(grads, variables))
-        agree = tf.equal(tf.argmax(teacher_logits, -1), tf.argmax(logits, -1))
-        return {"distill_loss": loss, "teacher_agreement": tf.reduce_mean(
-                    tf.cast(agree, tf.float32)),
-                "weight_decay": wd, "total_loss": total, "learning_rate": learning_rate}
+            return loss + wd, {"distill_loss": loss, "weight_decay": wd,
+                               "teacher_agreement": tf.reduce_mean(tf.cast(agree, tf.float32))}
+
+        total, metrics, learning_rate = optimizers.minimize(optimizer, variables, loss_fn)
+        return {**metrics, "total_loss": total, "learning_rate": learning_rate}
 
     return step_fn
 

@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from checkpoints import warm_start as warm_start_lib
 from data import pipeline
-from tf2 import distribute, losses, loop, model as model_lib, optimizers
+from tf2 import losses, loop, model as model_lib, optimizers
 from tf2.config import RunConfig
 
 
@@ -32,18 +32,15 @@ def make_step_fn(cfg: RunConfig, model, optimizer, num_classes):
 
     def step_fn(batch):
         labels = tf.one_hot(batch["label"], num_classes)  # (b, classes)
-        with tf.GradientTape() as tape:
+
+        def loss_fn():
             logits = model(batch["image"], training=True)[model_lib.LOGITS_SUP]
-            sup_loss = losses.supervised_loss(labels, logits)
-            wd = decay_loss()
-            total = sup_loss + wd
-            # Gradients are summed over replicas: scale so the update is the global-batch mean.
-            scaled = optimizers.scale_loss(optimizer, total / distribute.num_replicas())
-        grads = tape.gradient(scaled, variables)
-        learning_rate = optimizer.learning_rate  # the rate of this step: read before the update
-        optimizer.apply_gradients(zip(grads, variables))
-        return {"supervised_loss": sup_loss, "supervised_acc": losses.accuracy(labels, logits),
-                "weight_decay": wd, "total_loss": total, "learning_rate": learning_rate}
+            sup_loss, wd = losses.supervised_loss(labels, logits), decay_loss()
+            return sup_loss + wd, {"supervised_loss": sup_loss, "weight_decay": wd,
+                                   "supervised_acc": losses.accuracy(labels, logits)}
+
+        total, metrics, learning_rate = optimizers.minimize(optimizer, variables, loss_fn)
+        return {**metrics, "total_loss": total, "learning_rate": learning_rate}
 
     return step_fn
 

@@ -12,13 +12,13 @@ schedule, weight decay, batch size as pretraining" (paper Sec. 3.1), so LARS tre
 every other layer: without the trust ratio, its plain step at 0.1 x sqrt(B) on gradients
 scaled by 1/tau (tau = 0.1 for self-distillation) diverges within tens of steps.
 """
-from typing import Callable, Iterable, Optional
+from typing import Callable, Iterable, Optional, Tuple
 
 import keras
 import tensorflow as tf
 
 from tf2 import config as config_lib
-from tf2 import lars, schedules
+from tf2 import distribute, lars, schedules
 
 OPTIMIZERS = ("lars", "momentum", "adam")
 
@@ -122,6 +122,28 @@ def loss_weight_decay_fn(cfg: config_lib.RunConfig, model) -> Callable[[], tf.Te
     if wd == 0 or not variables:
         return lambda: tf.constant(0.0, tf.float32)
     return lambda: weight_decay_loss(variables, wd)
+
+
+def minimize(optimizer, variables, loss_fn: Callable[[], Tuple[tf.Tensor, dict]]):
+    """One replica's update: differentiates `loss_fn`'s total loss and applies the gradient.
+
+    Args:
+      optimizer: the stage's optimizer.
+      variables: the variables to update.
+      loss_fn: `() -> (total loss, metrics)`, called under the gradient tape.
+
+    Returns:
+      (total loss, metrics, learning rate of this step).
+    """
+    with tf.GradientTape() as tape:
+        total, metrics = loss_fn()
+        # The optimizer sums gradients over replicas: dividing by the replica count makes the
+        # applied gradient that of the mean loss over the global batch.
+        scaled = scale_loss(optimizer, total / distribute.num_replicas())
+    grads = tape.gradient(scaled, variables)
+    learning_rate = optimizer.learning_rate  # the rate of this step: read before the update
+    optimizer.apply_gradients(zip(grads, variables))
+    return total, metrics, learning_rate
 
 
 def scale_loss(optimizer, loss):

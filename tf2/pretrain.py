@@ -6,7 +6,7 @@ a linear head on stop-gradient features whose labels never reach the encoder.
 import tensorflow as tf
 
 from data import pipeline
-from tf2 import distribute, losses, loop, memory, model as model_lib, optimizers
+from tf2 import losses, loop, memory, model as model_lib, optimizers
 from tf2.config import RunConfig
 
 
@@ -45,7 +45,7 @@ def make_step_fn(cfg: RunConfig, model, optimizer, num_classes, ema_model=None, 
         negatives = mask = None
         if queue is not None:
             negatives, mask = queue.negatives()  # (K, d), (K,)
-        with tf.GradientTape() as tape:
+        def loss_fn():
             out = model(images, training=True)
             con_loss, logits, labels = losses.nt_xent(
                 out[model_lib.PROJ_HEAD_OUTPUT], cfg.loss.temperature, cfg.loss.hidden_norm,
@@ -58,14 +58,10 @@ def make_step_fn(cfg: RunConfig, model, optimizer, num_classes, ema_model=None, 
                 metrics.update(supervised_loss=sup_loss, supervised_acc=losses.accuracy(
                     sup_labels, out[model_lib.LOGITS_SUP]))
                 total += sup_loss
-            wd = decay_loss()
-            total += wd
-            # The optimizer sums gradients over replicas: dividing by the replica count makes
-            # the applied gradient that of the mean loss over the global batch.
-            scaled = optimizers.scale_loss(optimizer, total / distribute.num_replicas())
-        grads = tape.gradient(scaled, variables)
-        learning_rate = optimizer.learning_rate  # the rate of this step: read before the update
-        optimizer.apply_gradients(zip(grads, variables))
+            metrics["weight_decay"] = decay_loss()
+            return total + metrics["weight_decay"], metrics
+
+        total, metrics, learning_rate = optimizers.minimize(optimizer, variables, loss_fn)
         if queue is not None:
             keys = ema_model(images, training=True)[model_lib.PROJ_HEAD_OUTPUT]
             keys = tf.math.l2_normalize(keys, -1)  # (2b, d): view 1 rows, then view 2 rows
@@ -75,7 +71,7 @@ def make_step_fn(cfg: RunConfig, model, optimizer, num_classes, ema_model=None, 
             for view_keys in tf.split(keys, 2, axis=0):  # 2 x (b, d)
                 queue.enqueue(view_keys)
             shadow.update()
-        metrics.update(weight_decay=wd, total_loss=total, learning_rate=learning_rate)
+        metrics.update(total_loss=total, learning_rate=learning_rate)
         return metrics
 
     return step_fn
