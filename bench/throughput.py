@@ -43,6 +43,11 @@ VARIANTS = {
 }
 
 
+def _compute_dtype(variant):
+    """The dtype the variant's matmuls run in: float32, bfloat16 or float16."""
+    return VARIANTS[variant]["precision"].replace("mixed_", "")
+
+
 def _run_config(name, stage, variant, steps_per_loop):
     from data.config import DataConfig
     from tf2 import config as cfg_lib
@@ -152,16 +157,15 @@ def main():
                     "error": out.stderr.strip().splitlines()[-1:]}
                 print(json.dumps(row), flush=True)
                 results.append(row)
-    dtypes = {VARIANTS[v]["precision"].replace("mixed_", "") for v in args.variants.split(",")}
-    peak = {dtype: matmul_peak_gflops(dtype) for dtype in sorted(dtypes)}
+    dtypes = sorted({_compute_dtype(v) for v in args.variants.split(",")})
+    peak = {dtype: matmul_peak_gflops(dtype) for dtype in dtypes}
     for row in results:
         if "images_per_second" in row:
             flops = 3 * row["forward_gflops_per_image"] * row["images_per_second"]["median"]
             if row["stage"] == "pretrain":
                 flops *= 2  # two views per image
             row["step_gflops_per_second"] = flops
-            key = VARIANTS[row["variant"]]["precision"].replace("mixed_", "")
-            row["fraction_of_matmul_peak"] = flops / peak[key]
+            row["fraction_of_matmul_peak"] = flops / peak[_compute_dtype(row["variant"])]
             if row["original_ips"] and row["stage"] == "pretrain":
                 row["speedup_vs_original"] = row["images_per_second"]["median"] / row[
                     "original_ips"]

@@ -35,8 +35,8 @@ flags.DEFINE_bool("use_blur", None, "Gaussian blur in pretraining (default: on a
 
 # --- model ---------------------------------------------------------------------------------
 flags.DEFINE_integer("resnet_depth", 18, "ResNet depth: 18, 34, 50, 101, 152, 200.")
-flags.DEFINE_float("width_multiplier", 0.5, "ResNet width multiplier (paper: 1, 2, 3; the default 0.5 "
-                  "keeps the embedded CPU pretraining near 10 minutes).")
+flags.DEFINE_float("width_multiplier", 0.5, "ResNet width multiplier (paper: 1, 2, 3; the "
+                  "default 0.5 keeps the embedded CPU pretraining near 10 minutes).")
 flags.DEFINE_float("sk_ratio", 0.0, "Selective-kernel ratio; 0 = off (paper: 0.0625).")
 flags.DEFINE_float("se_ratio", 0.0, "Squeeze-excitation ratio; 0 = off.")
 flags.DEFINE_enum("proj_head_mode", "nonlinear", ["none", "linear", "nonlinear"],

@@ -33,13 +33,12 @@ WORKERS = 2  # runs at a time: this machine has two cores
 # warm-up of 0.016 epochs is round(0.016 * 2000 / 16) = 2 steps, so the schedule has both a
 # warm-up and a cosine part within 8 steps.
 FASHION = ["--train_split=train[:2000]", "--resnet_depth=18", "--width_multiplier=1",
-           "--image_size=16",
-           "--train_batch_size=16", "--steps_per_loop=2", "--eval_steps=2",
+           "--image_size=16", "--train_batch_size=16", "--steps_per_loop=2", "--eval_steps=2",
            "--eval_batch_size=32", "--proj_out_dim=16", "--deterministic"]
 PRETRAIN = ["--mode=train", "--train_mode=pretrain", "--train_steps=8", "--checkpoint_steps=4",
             "--warmup_epochs=0.016"]
-TOY = ["--width_multiplier=1", "--image_size=16", "--train_batch_size=16", "--proj_out_dim=16", "--eval_batch_size=16",
-       "--deterministic"]
+TOY = ["--width_multiplier=1", "--image_size=16", "--train_batch_size=16", "--proj_out_dim=16",
+       "--eval_batch_size=16", "--deterministic"]
 TOY_TRAIN, TOY_TEST = 48, 16  # images per class and split
 
 
