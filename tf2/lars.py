@@ -58,6 +58,14 @@ def exclude_variables(variables: Iterable) -> VariablePredicate:
     return predicate
 
 
+def _handle(variable):
+    """The resource handle of a keras.Variable, tf.Variable or (in an update context) one
+    replica's component of a distributed variable."""
+    if isinstance(variable, keras.Variable):
+        variable = variable.value
+    return variable.handle
+
+
 @keras.saving.register_keras_serializable(package="simclr")
 class LARS(keras.optimizers.Optimizer):
     """Layer-wise adaptive rate scaling with classic (optionally Nesterov) momentum."""
@@ -121,8 +129,9 @@ class LARS(keras.optimizers.Optimizer):
 
     def _trust_ratio(self, w, g):
         """eta * ||w|| / ||g||, or 1 when either norm is 0; a scalar of w's dtype."""
-        w_norm = tf.norm(w)
-        g_norm = tf.norm(g)
+        # sqrt(2 * l2_loss): one pass over the tensor (tf.norm squares into a temporary first).
+        w_norm = tf.sqrt(2.0 * tf.nn.l2_loss(w))
+        g_norm = tf.sqrt(2.0 * tf.nn.l2_loss(g))
         # Divide by a safe denominator so the unused branch holds no inf/nan.
         safe_g_norm = tf.where(g_norm > 0.0, g_norm, tf.ones_like(g_norm))
         ratio = self.trust_coefficient * w_norm / safe_g_norm
@@ -149,12 +158,15 @@ class LARS(keras.optimizers.Optimizer):
             lr = lr * self._trust_ratio(w, g)
         v = self.momentums[index]
         momentum = tf.cast(self.momentum, dtype)
-        new_v = momentum * tf.convert_to_tensor(v.value) + lr * g
-        self.assign(v, new_v)
         if self.nesterov:
+            new_v = momentum * tf.convert_to_tensor(v.value) + lr * g
+            self.assign(v, new_v)
             self.assign_sub(variable, momentum * new_v + lr * g)
         else:
-            self.assign_sub(variable, new_v)
+            # TensorFlow's fused kernel, one pass: v = momentum * v + (lr * g); w = w - 1 * v.
+            tf.raw_ops.ResourceApplyMomentum(
+                var=_handle(variable), accum=_handle(v), lr=tf.ones([], dtype), grad=lr * g,
+                momentum=momentum, use_locking=False, use_nesterov=False)
 
     def get_config(self) -> dict:
         """Serialisable settings; the exclusion predicates are code and are not included."""
