@@ -133,7 +133,29 @@ def test_lars_one_step_by_hand(nesterov, expected):
     opt.build([w])
     opt.apply([tf.constant([[0.6, 0.8]])], [w])
     np.testing.assert_allclose(w.numpy(), expected, rtol=1e-6)
+    # The slot holds +v in both paths (the fused kernel's accumulator has the same sign), so
+    # checkpoints written before the update moved into the fused kernel resume unchanged.
     np.testing.assert_allclose(opt.momentums[0].numpy(), [[0.18, 0.24]], rtol=1e-6)
+
+
+def test_loss_scaled_lars_step_is_the_plain_lars_step():
+    # --precision=mixed_float16 wraps LARS in Keras' LossScaleOptimizer; `minimize` multiplies
+    # the loss by the scale and the wrapper divides the gradient back: the update must be LARS'
+    # on the true gradient (NumPy oracle), with no trace of the scale.
+    rng = np.random.default_rng(3)
+    w0 = rng.normal(size=(3, 2)).astype(np.float32)
+    x = rng.normal(size=(4, 3)).astype(np.float32)
+    w = keras.Variable(w0)
+    opt = keras.optimizers.LossScaleOptimizer(
+        lars.LARS(0.5, momentum=MOMENTUM, weight_decay=WD, trust_coefficient=ETA),
+        initial_scale=2.0 ** 10)
+    opt.build([w])
+    optimizers.minimize(opt, [w], lambda: (tf.reduce_sum(tf.square(tf.matmul(x, w))), {}))
+    x64, w64 = x.astype(np.float64), w0.astype(np.float64)
+    grad = 2.0 * x64.T @ x64 @ w64  # d/dw sum((x w)^2)
+    want = numpy_lars([w0], [[grad]], [0.5], [True], [True])[0]
+    np.testing.assert_allclose(w.numpy(), want, rtol=1e-5, atol=1e-6)
+    assert float(opt.dynamic_scale.numpy()) == 2.0 ** 10  # finite step: the scale is kept
 
 
 def test_exclusions_by_rank_and_identity_not_name():
