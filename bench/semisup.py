@@ -272,10 +272,24 @@ def top1(rows, name) -> Optional[float]:
     return row["top1"] if row else None
 
 
-def _claim(text, paper, holds_fn, numbers):
+def two_standard_errors(p1: float, p2: float, n: int) -> float:
+    """2 x the standard error of p1 - p2 for two accuracies on n test images each, treated as
+    independent (conservative: two models' errors on the same images are correlated)."""
+    return 2.0 * ((p1 * (1 - p1) + p2 * (1 - p2)) / n) ** 0.5
+
+
+def _claim(text, paper, holds_fn, numbers, pair=None, n=None):
+    """One claim; `pair` names the two numbers compared head to head, whose difference is
+    then reported beside two standard errors on `n` test images (below them: within noise)."""
     known = all(v is not None for v in numbers.values())
-    return {"claim": text, "paper": paper,
-            "holds": bool(holds_fn(**numbers)) if known else None, "numbers": numbers}
+    out = {"claim": text, "paper": paper,
+           "holds": bool(holds_fn(**numbers)) if known else None, "numbers": numbers}
+    if pair and known and n:
+        a, b = numbers[pair[0]], numbers[pair[1]]
+        out["difference"] = a - b
+        out["two_standard_errors"] = two_standard_errors(a, b, n)
+        out["within_noise"] = abs(a - b) < out["two_standard_errors"]
+    return out
 
 
 # The paper's ImageNet evidence for each claim (Tables 1 and 3, Sec. 3.4).
@@ -290,9 +304,11 @@ PAPER = {
 def claims(rows):
     """The paper's claims, each decided from this run's top-1 numbers (None: not measured)."""
     g = {r["name"]: r["top1"] for r in rows}.get
+    n = min((r["eval_examples"] for r in rows), default=0)  # test images behind each top-1
     out = [_claim(f"{_pct(f)}: pretrain + fine-tune beats supervised on the same labels",
                   PAPER["beats"], lambda ft, sup: ft > sup,
-                  {"ft": g(f"finetune_small_{_pct(f)}"), "sup": g(f"supervised_{_pct(f)}")})
+                  {"ft": g(f"finetune_small_{_pct(f)}"), "sup": g(f"supervised_{_pct(f)}")},
+                  pair=("ft", "sup"), n=n)
            for f in FRACTIONS]
     out.append(_claim("the gain over supervised is larger at 1% than at 10%", PAPER["beats"],
                       lambda ft1, sup1, ft10, sup10: ft1 - sup1 > ft10 - sup10,
@@ -303,10 +319,12 @@ def claims(rows):
         out.append(_claim(f"{p}: self-distillation improves on its fine-tuned teacher",
                           PAPER["self"], lambda student, teacher: student > teacher,
                           {"student": g(f"selfdistill_{p}"),
-                           "teacher": g(f"finetune_small_{p}")}))
+                           "teacher": g(f"finetune_small_{p}")}, pair=("student", "teacher"),
+                          n=n))
         out.append(_claim(f"{p}: the bigger pretrained network fine-tunes better",
                           PAPER["big"], lambda big, small: big > small,
-                          {"big": g(f"finetune_big_{p}"), "small": g(f"finetune_small_{p}")}))
+                          {"big": g(f"finetune_big_{p}"), "small": g(f"finetune_small_{p}")},
+                          pair=("big", "small"), n=n))
         out.append(_claim(
             f"{p}: the small student keeps most (>= {MOST:.0%} of the gain over chance) of "
             "the big teacher's accuracy", PAPER["small"],
@@ -379,6 +397,10 @@ def markdown(rows, s: Scale, claim_list, scale_name) -> str:
     for c in claim_list:
         verdict = {True: "holds", False: "does not hold", None: "not measured"}[c["holds"]]
         nums = ", ".join(f"{k} {_cell(v)}" for k, v in c["numbers"].items())
+        if "difference" in c:
+            nums += (f"; difference {100 * c['difference']:+.2f} points, "
+                     f"{'within' if c['within_noise'] else 'beyond'} two standard errors "
+                     f"({100 * c['two_standard_errors']:.2f})")
         lines.append(f"- **{verdict}**: {c['claim']} ({nums}; paper, ImageNet: {c['paper']})")
     lines += ["", "## Runs", "", "| run | architecture | epochs | steps | wall s | top-1 | "
               "top-5 |", "|---|---|---|---|---|---|---|"]
