@@ -29,11 +29,15 @@ def default_exclusion(variable) -> bool:
     return len(variable.shape) <= 1
 
 
+def _tf_variable(variable):
+    """The tf.Variable behind a keras.Variable (a MirroredVariable under a strategy); a
+    tf.Variable or one replica's component of a distributed variable as it is."""
+    return variable.value if isinstance(variable, keras.Variable) else variable
+
+
 def _identity_key(variable) -> int:
     """A key shared by a keras.Variable and the tf.Variable it wraps."""
-    if isinstance(variable, keras.Variable):
-        variable = variable.value  # tf.Variable (a MirroredVariable under a strategy)
-    return id(variable)
+    return id(_tf_variable(variable))
 
 
 def exclude_variables(variables: Iterable) -> VariablePredicate:
@@ -56,14 +60,6 @@ def exclude_variables(variables: Iterable) -> VariablePredicate:
         return default_exclusion(variable) or any(key == _identity_key(h) for h in held)
 
     return predicate
-
-
-def _handle(variable):
-    """The resource handle of a keras.Variable, tf.Variable or (in an update context) one
-    replica's component of a distributed variable."""
-    if isinstance(variable, keras.Variable):
-        variable = variable.value
-    return variable.handle
 
 
 @keras.saving.register_keras_serializable(package="simclr")
@@ -147,8 +143,7 @@ class LARS(keras.optimizers.Optimizer):
           learning_rate: scalar tensor, the rate at the current iteration.
         """
         index = self._get_variable_index(variable)
-        w = variable.value if isinstance(variable, keras.Variable) else variable
-        w = tf.convert_to_tensor(w)
+        w = tf.convert_to_tensor(_tf_variable(variable))
         dtype = w.dtype
         g = tf.cast(tf.convert_to_tensor(gradient), dtype)
         lr = tf.cast(learning_rate, dtype)
@@ -156,17 +151,13 @@ class LARS(keras.optimizers.Optimizer):
             g = g + tf.cast(self.lars_weight_decay, dtype) * w
         if self._use_adaptation[index]:
             lr = lr * self._trust_ratio(w, g)
-        v = self.momentums[index]
-        momentum = tf.cast(self.momentum, dtype)
-        if self.nesterov:
-            new_v = momentum * tf.convert_to_tensor(v.value) + lr * g
-            self.assign(v, new_v)
-            self.assign_sub(variable, momentum * new_v + lr * g)
-        else:
-            # TensorFlow's fused kernel, one pass: v = momentum * v + (lr * g); w = w - 1 * v.
-            tf.raw_ops.ResourceApplyMomentum(
-                var=_handle(variable), accum=_handle(v), lr=tf.ones([], dtype), grad=lr * g,
-                momentum=momentum, use_locking=False, use_nesterov=False)
+        # TensorFlow's fused kernel, one pass, with its rate 1 and the step lr * g as gradient:
+        # v = momentum * v + lr * g, then w = w - v, or (nesterov) w = w - (momentum * v + lr * g).
+        # In an update context .handle is this replica's component of a distributed variable.
+        tf.raw_ops.ResourceApplyMomentum(
+            var=_tf_variable(variable).handle, accum=_tf_variable(self.momentums[index]).handle,
+            lr=tf.ones([], dtype), grad=lr * g, momentum=tf.cast(self.momentum, dtype),
+            use_locking=False, use_nesterov=self.nesterov)
 
     def get_config(self) -> dict:
         """Serialisable settings; the exclusion predicates are code and are not included."""
