@@ -37,8 +37,8 @@ CARRIED_FLAGS = (
     "label_fraction", "labels_per_class", "image_size", "cache_dataset", "resnet_depth",
     "width_multiplier", "sk_ratio", "se_ratio", "proj_head_mode", "num_proj_layers",
     "proj_out_dim", "global_bn", "batch_norm_decay", "eval_batch_size", "eval_steps", "seed",
-    "deterministic", "precision", "jit_compile", "distribution", "tpu", "tpu_name", "tpu_zone",
-    "gcp_project", "use_tpu", "steps_per_loop", "progress_bar")
+    "deterministic", "precision", "jit_compile", "jit_compile_on_cpu", "distribution", "tpu",
+    "tpu_name", "tpu_zone", "gcp_project", "use_tpu", "steps_per_loop", "progress_bar")
 
 
 def _fail(message: str, status: int = 2):
@@ -93,6 +93,8 @@ def _setup(cfg, strategy, seed, deterministic):
     if deterministic:
         tf.config.experimental.enable_op_determinism()
     keras.mixed_precision.set_global_policy(cfg.precision)
+    if distribute.is_chief(strategy):
+        print(f"precision:   {cfg.precision} ({cfg.precision_reason})", flush=True)
     if FLAGS.mode != "eval" and distribute.is_chief(strategy):
         os.makedirs(cfg.model_dir, exist_ok=True)
         ckpt_lib.write_json_atomic(os.path.join(cfg.model_dir, "config.json"),
@@ -133,6 +135,23 @@ def _named(fn, flag_name):
     return call
 
 
+def _resolve_precision(cfg, strategy):
+    """--precision=auto becomes the policy this hardware runs fastest (tf2/precision.py)."""
+    from tf2 import precision
+    choice = precision.detect(cfg.precision, strategy)
+    return dataclasses.replace(cfg, precision=choice.policy, precision_reason=choice.reason)
+
+
+def _warn_jit_on_cpu(cfg, strategy):
+    from tf2 import precision
+    if cfg.jit_compile and not FLAGS.jit_compile_on_cpu and \
+            precision.device_kind(strategy) == "cpu":
+        print("warning: --jit_compile on a CPU: XLA ran our steps about 4x slower than "
+              "without it on the CPUs measured (README \"Speed\"); drop --jit_compile, or add "
+              "--jit_compile_on_cpu to compile anyway without this warning.",
+              file=sys.stderr, flush=True)
+
+
 def _configure():
     """Validates the flags, loads the data and picks the strategy: (cfg, strategy, source)."""
     validate.validate(FLAGS)
@@ -151,6 +170,8 @@ def _configure():
         source, configs.data_config(FLAGS), FLAGS.train_mode))
     if FLAGS.mode == "eval":
         cfg = _trained_config(cfg)
+    cfg = _resolve_precision(cfg, strategy)
+    _warn_jit_on_cpu(cfg, strategy)
     validate.check_batch_divides(cfg.train.train_batch_size, strategy.num_replicas_in_sync)
     validate.check_batch_divides(cfg.eval_batch_size, strategy.num_replicas_in_sync,
                                  "eval_batch_size")

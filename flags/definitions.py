@@ -101,9 +101,15 @@ flags.DEFINE_float("distill_alpha", 1.0, "Weight of the distillation term (Eq. 3
                    "Eq. 2, labels unused.")
 
 # --- speed ---------------------------------------------------------------------------------
-flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16", "mixed_float16"],
-                  "Compute precision; loss, softmax and BN statistics stay float32.")
-flags.DEFINE_bool("jit_compile", False, "Compile the step with XLA.")
+flags.DEFINE_enum("precision", "auto", ["auto", "float32", "mixed_bfloat16", "mixed_float16"],
+                  "Compute precision. auto: mixed_bfloat16 where the hardware computes "
+                  "bfloat16 natively (CPUs with AMX or AVX512-BF16, TPUs, GPUs of compute "
+                  "capability >= 8.0), else float32. Variables, losses, softmax and BN "
+                  "statistics stay float32.")
+flags.DEFINE_bool("jit_compile", False, "Compile the step with XLA (on a CPU several times "
+                  "slower: warns unless --jit_compile_on_cpu).")
+flags.DEFINE_bool("jit_compile_on_cpu", False, "With --jit_compile on a CPU: compile anyway, "
+                  "without the warning.")
 
 # --- distribution --------------------------------------------------------------------------
 flags.DEFINE_enum("distribution", "default", ["default", "one_device", "mirrored",

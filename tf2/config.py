@@ -169,7 +169,9 @@ class RunConfig:
       checkpoint_every_steps: save period in steps (rounded up to steps_per_loop).
       lineareval_while_pretraining: linear head on stop-gradient features in pretraining.
       eval_batch_size, eval_steps: evaluation batch; 0 steps = the whole split.
-      precision: 'float32', 'mixed_bfloat16' or 'mixed_float16'.
+      precision: 'float32', 'mixed_bfloat16' or 'mixed_float16' ('auto' until run.py
+        resolves it for the hardware, see tf2/precision.py).
+      precision_reason: why that precision was chosen (banner, config.json).
       jit_compile: XLA-compile the replica step.
       progress_bar: live bar (None = when stdout is a terminal).
     """
@@ -191,6 +193,7 @@ class RunConfig:
     eval_batch_size: int = 256
     eval_steps: int = 0
     precision: str = "float32"
+    precision_reason: str = ""
     jit_compile: bool = False
     progress_bar: Optional[bool] = None
 

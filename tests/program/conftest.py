@@ -28,17 +28,20 @@ REPO = Path(__file__).resolve().parents[2]
 RUN_TIMEOUT = 300  # seconds; a hard limit for every run.py call
 WORKERS = 2  # runs at a time: this machine has two cores
 
+# Runs pin --precision=float32 (the default, auto, depends on the CPU); the precision tests
+# run their bfloat16 twins explicitly.
 # Tiny Fashion-MNIST runs: ResNet-18 (CIFAR stem) at 16 px, batch 16, two steps per loop, on
 # the first 2,000 training images (a shuffle buffer of the whole split fills 5x slower). The
 # warm-up of 0.016 epochs is round(0.016 * 2000 / 16) = 2 steps, so the schedule has both a
 # warm-up and a cosine part within 8 steps.
 FASHION = ["--train_split=train[:2000]", "--resnet_depth=18", "--width_multiplier=1",
            "--image_size=16", "--train_batch_size=16", "--steps_per_loop=2", "--eval_steps=2",
-           "--eval_batch_size=32", "--proj_out_dim=16", "--deterministic"]
+           "--eval_batch_size=32", "--proj_out_dim=16", "--deterministic",
+           "--precision=float32"]
 PRETRAIN = ["--mode=train", "--train_mode=pretrain", "--train_steps=8", "--checkpoint_steps=4",
             "--warmup_epochs=0.016"]
 TOY = ["--width_multiplier=1", "--image_size=16", "--train_batch_size=16", "--proj_out_dim=16",
-       "--eval_batch_size=16", "--deterministic"]
+       "--eval_batch_size=16", "--deterministic", "--precision=float32"]
 TOY_TRAIN, TOY_TEST = 48, 16  # images per class and split
 
 
@@ -245,16 +248,49 @@ def job_nan(pool):
     return pool.run(args, "nan"), before
 
 
+BF16 = "--precision=mixed_bfloat16"  # given after FASHION / TOY's float32: the last one counts
+
+
 def job_bfloat16(pool):
-    args = [*PRETRAIN, *_fashion(pool), "--train_steps=2", "--precision=mixed_bfloat16",
-            f"--model_dir={pool.model_dir('bfloat16')}"]
+    """The pretrain run in mixed bfloat16: same flags, same seeds."""
+    args = [*PRETRAIN, *_fashion(pool), BF16, f"--model_dir={pool.model_dir('bfloat16')}"]
     return pool.run(args, "bfloat16")
+
+
+def job_toy_finetune_bf16(pool):
+    """toy_finetune in mixed bfloat16 (the same float32 pretrain SavedModel as its start)."""
+    args = [a for a in pool.result("toy_finetune").check().args
+            if not a.startswith("--model_dir=")]
+    return pool.run(args + [BF16, f"--model_dir={pool.model_dir('toy_finetune_bf16')}"],
+                    "toy_finetune_bf16")
+
+
+def job_toy_distill_bf16(pool):
+    """toy_distill in mixed bfloat16, from the same float32 teacher."""
+    args = [a for a in pool.result("toy_distill").check().args
+            if not a.startswith("--model_dir=")]
+    return pool.run(args + [BF16, f"--model_dir={pool.model_dir('toy_distill_bf16')}"],
+                    "toy_distill_bf16")
+
+
+def job_auto(pool):
+    """The default --precision=auto, two steps."""
+    args = [*PRETRAIN, *_fashion(pool), "--train_steps=2", "--precision=auto",
+            f"--model_dir={pool.model_dir('auto')}"]
+    return pool.run(args, "auto")
 
 
 def job_jit(pool):
     args = [*PRETRAIN, *_fashion(pool), "--train_steps=2", "--jit_compile",
             f"--model_dir={pool.model_dir('jit')}"]
     return pool.run(args, "jit")
+
+
+def job_jit_insist(pool):
+    """--jit_compile with --jit_compile_on_cpu: no warning (one step)."""
+    args = [*PRETRAIN, *_fashion(pool), "--train_steps=1", "--steps_per_loop=1", "--jit_compile",
+            "--jit_compile_on_cpu", f"--model_dir={pool.model_dir('jit_insist')}"]
+    return pool.run(args, "jit_insist")
 
 
 # name -> (jobs it reads from, function); the start order keeps both workers busy.
@@ -268,7 +304,11 @@ JOBS = {
     "evaluate": (("distill",), job_evaluate),
     "nan": (("pretrain",), job_nan),
     "bfloat16": ((), job_bfloat16),
+    "toy_finetune_bf16": (("toy_finetune",), job_toy_finetune_bf16),
+    "toy_distill_bf16": (("toy_distill",), job_toy_distill_bf16),
+    "auto": ((), job_auto),
     "jit": ((), job_jit),
+    "jit_insist": ((), job_jit_insist),
 }
 
 
