@@ -180,7 +180,11 @@ class TfdsSource(source_lib.Source):
 
     def _split_info(self, split: str):
         self.check_split(split)
-        return self._builder.info.splits[split]
+        try:
+            return self._builder.info.splits[split]
+        except ValueError as e:  # a malformed slice: TFDS says so over several lines
+            raise ValueError(f'{self.name}: cannot read split {split!r} '
+                             f'({str(e).splitlines()[0]})') from e
 
     def num_examples(self, split: str) -> int:
         return self._split_info(split).num_examples

@@ -235,7 +235,11 @@ def test_restore_shape_mismatch_names_the_variable(tmp_path):
 def test_export_under_mirrored_strategy(tmp_path, two_replicas):
     with two_replicas.scope():
         model = _stand_in(bias=1.0)
-        path = export.export_saved_model(model, str(tmp_path), 3)
+        path = export.export_saved_model(model, str(tmp_path), 3, weight_decay=1e-3)
+    loaded = export.load_saved_model(path)  # kept: its functions need its variables
+    (regularization,) = loaded.regularization_losses
+    kernel = model.dense.kernel.numpy().astype(np.float64)
+    assert float(regularization()) == pytest.approx(1e-3 * 0.5 * np.sum(kernel ** 2), rel=1e-6)
     images = tf.constant(np.random.default_rng(0).uniform(0, 1, (2, 8, 8, 3)), tf.float32)
     reloaded = export.load_saved_model(path)(images)[model_lib.LOGITS_SUP]
     np.testing.assert_allclose(reloaded, model(images)[model_lib.LOGITS_SUP], atol=ATOL)

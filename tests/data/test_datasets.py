@@ -69,6 +69,9 @@ def test_idx_magic_number_is_checked(tmp_path):
 def test_load_errors(fashion, tmp_path):
     with pytest.raises(ValueError, match="no split 'validation'; available splits: train, test"):
         fashion.as_dataset('validation')
+    with pytest.raises(ValueError, match=r"^fashion_mnist_local/1.0.0: cannot read split "
+                                         r"'train\[abc\]' \(Error parsing[^\n]*$"):
+        fashion.num_examples('train[abc]')
     cfg = DataConfig(data_dir=str(tmp_path / 'd'), manual_dir=str(tmp_path))
     with pytest.raises(FileNotFoundError, match='apt-get install dataset-fashion-mnist'):
         datasets.load(cfg)
