@@ -20,7 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, logging  # noqa: E402
 from absl import flags as absl_flags  # noqa: E402
 
-from flags import configs, definitions, validate  # noqa: E402
+from flags import configs, consistency, definitions, validate  # noqa: E402
 
 FLAGS = definitions.FLAGS
 
@@ -78,7 +78,8 @@ def _trained_config(cfg):
         return cfg
     saved = cfg_lib.load_run_config(path, data=cfg.data)
     return dataclasses.replace(cfg, model=saved.model, head=saved.head, train=saved.train,
-                               train_mode=saved.train_mode,
+                               train_mode=saved.train_mode, optimizer=saved.optimizer,
+                               class_names=saved.class_names,
                                lineareval_while_pretraining=saved.lineareval_while_pretraining)
 
 
@@ -152,6 +153,26 @@ def _warn_jit_on_cpu(cfg, strategy):
               file=sys.stderr, flush=True)
 
 
+def _eval_split(source):
+    """--eval_split, or the split the data set has (test, validation, ...) when not given.
+
+    Checked now when this run evaluates (not after hours of training); a training-only run on
+    data without an evaluation split gets None.
+    """
+    from data import datasets
+    split = FLAGS.eval_split
+    if split is None:
+        try:
+            split = datasets.default_eval_split(source)
+        except ValueError as e:
+            if FLAGS.mode == "train":
+                return None
+            raise validate.FlagError(f"--eval_split is not given and {e}") from e
+    if FLAGS.mode != "train":
+        _named(source.num_examples, "eval_split")(split)
+    return split
+
+
 def _configure():
     """Validates the flags, loads the data and picks the strategy: (cfg, strategy, source)."""
     validate.validate(FLAGS)
@@ -163,13 +184,15 @@ def _configure():
     strategy = distribute.make_strategy(FLAGS.distribution, FLAGS.tpu or FLAGS.tpu_name,
                                         FLAGS.tpu_zone, FLAGS.gcp_project)
     source = _named(datasets.load, "dataset")(configs.data_config(FLAGS))
-    _named(source.check_split, "train_split")(FLAGS.train_split)
-    if FLAGS.mode != "train":  # fail now, not after hours of training
-        _named(source.check_split, "eval_split")(FLAGS.eval_split)
-    cfg = configs.run_config(FLAGS, pipeline.num_train_examples(
-        source, configs.data_config(FLAGS), FLAGS.train_mode))
+    _named(source.num_examples, "train_split")(FLAGS.train_split)  # the split, or its slice
+    cfg = configs.run_config(FLAGS, _named(pipeline.num_train_examples, "dataset")(
+        source, configs.data_config(FLAGS), FLAGS.train_mode), source.class_names)
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data,
+                                                            eval_split=_eval_split(source)))
     if FLAGS.mode == "eval":
         cfg = _trained_config(cfg)
+    for warning in consistency.check(FLAGS, cfg, source):
+        logging.warning(warning)
     cfg = _resolve_precision(cfg, strategy)
     _warn_jit_on_cpu(cfg, strategy)
     validate.check_batch_divides(cfg.train.train_batch_size, strategy.num_replicas_in_sync)

@@ -9,8 +9,16 @@ can fine-tune it:
     `trainable` is the argument of the original SimCLR Hub modules; `training`, when given,
     overrides it and is the one `hub.KerasLayer` passes. True runs batch norm on batch
     statistics (and updates its moving averages).
-  * `variables`, `trainable_variables`, `regularization_losses` (empty: weight decay lives in
-    the optimizer, not in the model).
+  * `variables`, `trainable_variables`, `regularization_losses`: the last is the TF Hub
+    convention for fine-tunable modules (`hub.KerasLayer(trainable=True)` adds each entry to
+    the loss): one function `() -> float32 scalar`, the L2 term
+    `weight_decay * sum(||w||^2) / 2` over the trainable kernels (variables of rank > 1, the
+    ones LARS decays) with the weight decay of the run that wrote the module; empty when
+    that run had no weight decay (the paper's fine-tuning).
+  * `class_names`: a string tf.Variable, label k of `logits_sup` is class_names[k] (empty
+    when the data had no labels); also written as `class_names.txt`, one name a line.
+  * `train_mode`: a scalar string tf.Variable, the stage that wrote the module ('pretrain',
+    'finetune', 'distill'); a pretraining module's `logits_sup` is its linear-evaluation head.
   * `variable_paths`: a string tf.Variable with the Keras `variable.path` of each entry of
     `variables`, so `restore_from_saved_model` can match them by name.
   * `serve` / `train` functions and signatures (`serving_default` = `serve`) for
@@ -28,12 +36,14 @@ import tensorflow as tf
 from tensorflow.core.protobuf import trackable_object_graph_pb2
 
 from tf2 import model as model_lib
+from tf2 import optimizers
 
 SERVE = "serve"
 TRAIN = "train"
 _TMP_PREFIX = ".tmp-export-"  # leading dot: never mistaken for a step directory
 _OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
 _IMAGES_SPEC = tf.TensorSpec([None, None, None, 3], tf.float32, name="images")
+CLASS_NAMES_FILE = "class_names.txt"
 
 
 class HubModule(tf.Module):
@@ -42,6 +52,9 @@ class HubModule(tf.Module):
     Args:
       model: a built `SimCLRModel` (or any Keras model `call(images, training)` returning a
         dict with keys among `tf2.model.OUTPUT_NAMES`).
+      class_names: label k of `logits_sup` is class_names[k].
+      train_mode: the stage that trained `model`.
+      weight_decay: L2 coefficient of `regularization_losses` (0: none).
     """
 
     # tf.Module computes these as read-only properties; plain class attributes shadow them so
@@ -50,13 +63,19 @@ class HubModule(tf.Module):
     trainable_variables = None
     regularization_losses = None
 
-    def __init__(self, model: keras.Model):
+    def __init__(self, model: keras.Model, class_names=(), train_mode: str = "",
+                 weight_decay: float = 0.0):
         super().__init__(name="simclr_hub_module")
         if not model.variables:
             raise ValueError("export needs a built model: call it on images first")
         self.variables = list(model.variables)
         self.trainable_variables = list(model.trainable_variables)
-        self.regularization_losses = []
+        self.regularization_losses = _regularization_losses(model, weight_decay)
+        self.class_names = tf.Variable(tf.constant(list(class_names), tf.string,
+                                                   shape=[len(class_names)]),
+                                       trainable=False, name="class_names")
+        self.train_mode = tf.Variable(train_mode, dtype=tf.string, trainable=False,
+                                      name="train_mode")
         self.variable_paths = tf.Variable([v.path for v in model.variables], dtype=tf.string,
                                           trainable=False, name="variable_paths")
         # The model itself is not tracked (only its variables): the functions close over it.
@@ -87,6 +106,19 @@ class HubModule(tf.Module):
         return {"serving_default": self.serve, SERVE: self.serve, TRAIN: self.train}
 
 
+def _regularization_losses(model, weight_decay: float) -> list:
+    """[() -> scalar]: weight_decay * sum ||w||^2 / 2 over the trainable kernels; [] if none.
+
+    The same L2 term the stages add to the loss for optimizers without decoupled decay
+    (tf2.optimizers.weight_decay_loss), and the one LARS' decay is the gradient of.
+    """
+    kernels = [v for v in model.trainable_variables if len(v.shape) > 1]
+    if not weight_decay or not kernels:
+        return []
+    return [tf.function(lambda: optimizers.weight_decay_loss(kernels, float(weight_decay)),
+                        input_signature=[])]
+
+
 def _forward_fn(model, training: bool):
     """images -> the model's outputs named in OUTPUT_NAMES (not its supervised-head input)."""
     def forward(images):
@@ -95,7 +127,8 @@ def _forward_fn(model, training: bool):
     return forward
 
 
-def export_saved_model(model: keras.Model, export_dir: str, step: int, keep_max: int = 1) -> str:
+def export_saved_model(model: keras.Model, export_dir: str, step: int, keep_max: int = 1,
+                       **record) -> str:
     """Writes `model` as a SavedModel to `<export_dir>/<step>`, atomically.
 
     Args:
@@ -104,6 +137,7 @@ def export_saved_model(model: keras.Model, export_dir: str, step: int, keep_max:
       step: the global step; names the directory. An existing export of the same step is
         replaced.
       keep_max: keep at most this many step directories (the highest steps); <= 0 keeps all.
+      **record: `class_names`, `train_mode`, `weight_decay` of `HubModule`.
 
     Returns:
       The path of the written SavedModel.
@@ -112,9 +146,11 @@ def export_saved_model(model: keras.Model, export_dir: str, step: int, keep_max:
     final_dir = os.path.join(export_dir, str(int(step)))
     tmp_dir = os.path.join(export_dir, f"{_TMP_PREFIX}{int(step)}-{uuid.uuid4().hex}")
     try:
-        module = HubModule(model)
+        module = HubModule(model, **record)
         module.trace()
         tf.saved_model.save(module, tmp_dir, signatures=module.signature_functions())
+        with tf.io.gfile.GFile(os.path.join(tmp_dir, CLASS_NAMES_FILE), "w") as f:
+            f.write("".join(f"{name}\n" for name in record.get("class_names", ())))
         _move_into_place(tmp_dir, final_dir)
     except BaseException:
         if tf.io.gfile.exists(tmp_dir):
@@ -122,6 +158,12 @@ def export_saved_model(model: keras.Model, export_dir: str, step: int, keep_max:
         raise
     _prune(export_dir, keep_max)
     return final_dir
+
+
+def record_of(cfg) -> Dict[str, object]:
+    """The `**record` of export_saved_model for a run of RunConfig `cfg`."""
+    return {"class_names": tuple(cfg.class_names), "train_mode": cfg.train_mode,
+            "weight_decay": float(cfg.optimizer.weight_decay)}
 
 
 def _move_into_place(tmp_dir: str, final_dir: str):
@@ -199,6 +241,29 @@ def _saved_variable_keys(path: str):
     if len(entries) != len(names):
         raise ValueError(f"{path}: {len(entries)} variables but {len(names)} variable paths")
     return reader, {name: value_key(c.node_id) for name, c in zip(names, entries)}
+
+
+def saved_record(path: str) -> Dict[str, object]:
+    """{'class_names': tuple or None, 'train_mode': str or None} of one of our exports.
+
+    None where the export predates these attributes or was not written by export_saved_model.
+    Reads the variables checkpoint only (no function is loaded).
+    """
+    reader = tf.train.load_checkpoint(os.path.join(path, "variables", "variables"))
+    graph = trackable_object_graph_pb2.TrackableObjectGraph()
+    graph.ParseFromString(reader.get_tensor(_OBJECT_GRAPH_KEY))
+    root_children = {c.local_name: c.node_id for c in graph.nodes[0].children}
+
+    def value(name):
+        if name not in root_children:
+            return None
+        attributes = graph.nodes[root_children[name]].attributes
+        key = next((a.checkpoint_key for a in attributes if a.name == "VARIABLE_VALUE"), None)
+        return None if key is None else reader.get_tensor(key)
+
+    names, stage = value("class_names"), value("train_mode")
+    return {"class_names": None if names is None else tuple(n.decode() for n in names),
+            "train_mode": None if stage is None else stage.decode()}
 
 
 def restore_from_saved_model(model: keras.Model, path: str, expect_partial: bool = False) -> int:

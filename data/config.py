@@ -24,7 +24,8 @@ class DataConfig:
       download: allow TFDS to download over the network; when False nothing is fetched and
         missing data raise an error saying which files to put where.
       train_split: TFDS split used for training (TFDS slicing such as 'train[:90%]' works).
-      eval_split: split used for evaluation.
+      eval_split: split used for evaluation (None: the run does not evaluate; run.py picks
+        test, else validation, else holdout when --eval_split is not given).
       image_size: side of the square images fed to the network, in pixels.
       label_fraction: fraction of training labels kept for fine-tuning, in (0, 1]; sampled
         class-balanced (for ImageNet use the official 'imagenet2012_subset/1pct' instead).
@@ -42,7 +43,7 @@ class DataConfig:
     manual_dir: Optional[str] = None
     download: bool = False
     train_split: str = 'train'
-    eval_split: str = 'test'
+    eval_split: Optional[str] = 'test'
     image_size: int = 32
     label_fraction: float = 1.0
     labels_per_class: Optional[int] = None

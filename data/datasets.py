@@ -27,11 +27,40 @@ _ILSVRC_TARS = ('ILSVRC2012_img_train.tar', 'ILSVRC2012_img_val.tar')
 _SUBSET_LISTS = {'1pct': '1percent.txt', '10pct': '10percent.txt'}
 
 
+# Evaluation splits by preference when --eval_split is not given ('holdout': a held-out part
+# of the training split, when one is set aside).
+EVAL_SPLITS = ('test', 'validation', 'holdout')
+
+
 def folder_path(dataset: str) -> Optional[str]:
     """The image folder named by `dataset` ('folder:/path' or a directory), else None."""
     if dataset.startswith(FOLDER_PREFIX):
-        return dataset[len(FOLDER_PREFIX):]
-    return dataset if os.path.isdir(dataset) else None
+        return os.path.expanduser(dataset[len(FOLDER_PREFIX):])
+    return dataset if os.path.isdir(os.path.expanduser(dataset)) else None
+
+
+def looks_like_path(dataset: str) -> bool:
+    """True when `dataset` is meant as a directory rather than a TFDS name ('/x', './x', '~/x',
+    'a/b/c'); TFDS names have at most one '/' before their version or keyword arguments."""
+    name = dataset.split(':', 1)[0]
+    return (dataset.startswith(('/', '.', '~', FOLDER_PREFIX)) or os.path.exists(dataset)
+            or (name.count('/') >= 2 and '=' not in dataset))
+
+
+def default_eval_split(source: source_lib.Source) -> str:
+    """The split to evaluate on when none is given: test, else validation, else holdout.
+
+    Raises:
+      ValueError: the source has none of them (e.g. a folder of class sub-folders only).
+    """
+    for split in EVAL_SPLITS:
+        if split in source.splits:
+            return split
+    raise ValueError(
+        f'{source.name} has no test or validation split (splits: {", ".join(source.splits)}). '
+        f'Evaluate on a held-out part of the training images with --holdout_fraction=0.1 '
+        f'--eval_split=holdout, or give the folder train/ and test/ (or validation/) '
+        f'sub-folders, each with the class sub-folders.')
 
 
 def manual_files(dataset: str) -> tuple:
@@ -60,7 +89,8 @@ def _builder(cfg: DataConfig) -> tfds.core.DatasetBuilder:
         return fashion_mnist.FashionMnistLocal(data_dir=cfg.data_dir, source_dir=cfg.manual_dir)
     try:
         return tfds.builder(cfg.dataset, data_dir=cfg.data_dir)
-    except tfds.core.registered.DatasetNotFoundError as e:
+    except (tfds.core.registered.DatasetNotFoundError, ValueError) as e:
+        # TFDS's name-parsing error is many lines about its name syntax: one line instead.
         raise ValueError(f'Unknown data set {cfg.dataset!r}: not a TFDS name (see '
                          f'tfds.list_builders()), not "fashion_mnist", and not an existing '
                          f'directory or "folder:/path".') from e
@@ -110,6 +140,10 @@ def load(cfg: DataConfig) -> source_lib.Source:
     root = folder_path(cfg.dataset)
     if root is not None:
         return folders.FolderSource(root)
+    if looks_like_path(cfg.dataset):
+        problem = 'is not a directory' if os.path.exists(cfg.dataset) else 'does not exist'
+        raise FileNotFoundError(f'{cfg.dataset} {problem} (a folder of images is given as '
+                                f'folder:/path/to/images; a TFDS data set by its name).')
     builder = _builder(cfg)
     _prepare(builder, cfg)
     return TfdsSource(builder)
@@ -146,7 +180,11 @@ class TfdsSource(source_lib.Source):
 
     def _split_info(self, split: str):
         self.check_split(split)
-        return self._builder.info.splits[split]
+        try:
+            return self._builder.info.splits[split]
+        except ValueError as e:  # a malformed slice: TFDS says so over several lines
+            raise ValueError(f'{self.name}: cannot read split {split!r} '
+                             f'({str(e).splitlines()[0]})') from e
 
     def num_examples(self, split: str) -> int:
         return self._split_info(split).num_examples

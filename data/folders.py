@@ -5,7 +5,9 @@ Layouts (sub-folders and files starting with '.' are ignored):
   root/*.jpg|png                      unlabelled (label -1): pretraining only.
   root/{train,test,validation}/...    one split per sub-folder, each in one of the layouts
                                       above; classes are the sorted union over the splits.
-Any other folder is the single split 'train'.
+Any other folder is the single split 'train'. Splits take TFDS slicing ('train[:50]',
+'train[10%:]', 'train[:10]+train[20:30]'); examples are in class order (then file name), so
+a slice of the first examples holds the first classes only.
 
 Every file is decoded once when the source is made (in parallel, through tf.data); files that
 fail are skipped with a warning naming each of them and a count, so that no epoch can stop on
@@ -17,6 +19,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
+import tensorflow_datasets as tfds
 
 from data import source as source_lib
 
@@ -124,22 +127,45 @@ class FolderSource(source_lib.Source):
                                  f'or directly in it).')
             self._files[split] = (paths, labels)
 
-    def num_examples(self, split: str) -> int:
+    def _selected(self, split: str) -> np.ndarray:
+        """(examples of the base split,) bool: those `split` (maybe a TFDS slice) reads."""
         self.check_split(split)
-        return len(self._files[split][0])
+        base = source_lib.base_split(split)
+        count = len(self._files[base][0])
+        if split == base:
+            return np.ones([count], bool)
+        infos = {name: tfds.core.SplitInfo(name=name, shard_lengths=[len(files[0])], num_bytes=0)
+                 for name, files in self._files.items()}
+        try:
+            parts = tfds.core.ReadInstruction.from_spec(split).to_absolute(infos)
+        except (ValueError, AssertionError) as e:
+            raise ValueError(f'{self.name}: cannot read split {split!r} ({str(e).splitlines()[0]})'
+                             f'; use a split name or a TFDS slice such as {base}[:50] or '
+                             f'{base}[:10%] of its {count} examples.') from e
+        selected = np.zeros([count], bool)
+        for part in parts:
+            if part.splitname != base:
+                raise ValueError(f'{self.name}: split {split!r} mixes splits; slice one split.')
+            selected[part.from_ or 0:count if part.to is None else part.to] = True
+        return selected
+
+    def num_examples(self, split: str) -> int:
+        return int(self._selected(split).sum())
 
     def labels(self, split: str) -> np.ndarray:
-        self.check_split(split)
-        return self._files[split][1].copy()
+        selected = self._selected(split)
+        labels = self._files[source_lib.base_split(split)][1].copy()
+        labels[~selected] = -1  # outside the slice
+        return labels
 
     def as_dataset(self, split: str, shuffle_files: bool = False, seed: int = 0,
                    input_context: Optional[tf.distribute.InputContext] = None
                    ) -> tf.data.Dataset:
-        self.check_split(split)
-        paths, labels = self._files[split]
+        selected = self._selected(split)
+        paths, labels = self._files[source_lib.base_split(split)]
         ds = tf.data.Dataset.from_tensor_slices({
-            'path': paths.astype(str), 'label': labels,
-            'index': np.arange(len(paths), dtype=np.int64)})
+            'path': paths[selected].astype(str), 'label': labels[selected],
+            'index': np.flatnonzero(selected).astype(np.int64)})
         ds = source_lib.shard_by_index(ds, input_context)  # before reading: read only ours
         if shuffle_files:
             ds = ds.shuffle(len(paths), seed=seed)

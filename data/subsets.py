@@ -57,3 +57,40 @@ def label_mask(num_examples: int, indices: np.ndarray) -> np.ndarray:
     mask = np.zeros([num_examples], bool)
     mask[indices] = True
     return mask
+
+
+def shortfall(labels: np.ndarray, fraction: Optional[float] = None,
+              per_class: Optional[int] = None, class_names=()) -> Optional[str]:
+    """A warning when the subset of `labelled_indices` is thinner than asked, else None.
+
+    Classes with fewer than `per_class` examples keep all of theirs; a fraction < 1 that keeps
+    a single example of a class (round(fraction * n_c) <= 1) leaves it one label.
+
+    Args:
+      labels: (n,) int class of each example (-1: unlabelled).
+      fraction, per_class: as for `labelled_indices`.
+      class_names: names for the message (label k = class_names[k]).
+
+    Returns:
+      One line naming the classes and their counts, or None.
+    """
+    classes, counts = np.unique(np.asarray(labels)[np.asarray(labels) >= 0], return_counts=True)
+    name = lambda c: repr(class_names[c]) if c < len(class_names) else str(c)  # noqa: E731
+    if per_class is not None:
+        short = [(c, n) for c, n in zip(classes, counts) if n < per_class]
+        what = (f'--labels_per_class={per_class}: {len(short)} of {len(classes)} classes have '
+                f'fewer examples and keep all of them')
+        total = f'{int(np.minimum(counts, per_class).sum())} labels instead of ' \
+                f'{per_class * len(classes)}'
+    elif fraction is not None and fraction < 1:
+        short = [(c, n) for c, n in zip(classes, counts) if max(1, round(fraction * n)) <= 1]
+        what = (f'--label_fraction={fraction} leaves one labelled example in {len(short)} of '
+                f'{len(classes)} classes')
+        total = 'use a larger fraction or --labels_per_class'
+    else:
+        return None
+    if not short:
+        return None
+    listed = ', '.join(f'{name(c)} {n}' for c, n in short[:10])
+    more = f' and {len(short) - 10} more' if len(short) > 10 else ''
+    return f'{what} (examples per class: {listed}{more}); {total}.'

@@ -22,10 +22,27 @@ STAGE_DEFAULTS = {
 }
 
 
+# TFDS data sets whose train split is already the labelled subset (the official ImageNet 1% and
+# 10% lists): fine-tuning uses all of it unless --label_fraction / --labels_per_class is given.
+OFFICIAL_SUBSETS = ("imagenet2012_subset",)
+
+
+def is_official_subset(dataset: str) -> bool:
+    """True for 'imagenet2012_subset/1pct' and the like (any config or version)."""
+    return dataset.split("/", 1)[0].split(":", 1)[0] in OFFICIAL_SUBSETS
+
+
 def value(flag_values, name):
-    """The flag's value, or the stage default when the user did not set it."""
+    """The flag's value, or the stage default when the user did not set it.
+
+    The fine-tuning default label_fraction=0.1 stands for "the paper's 10%"; on an official
+    subset, which is that labelled set already, it would keep a tenth of it, so there the
+    default is 1 (all of the subset).
+    """
     if not flag_values[name].present:
         stage = STAGE_DEFAULTS.get(flag_values.train_mode, {})
+        if name == "label_fraction" and is_official_subset(flag_values.dataset):
+            return 1.0
         if name in stage:
             return stage[name]
     return flag_values[name].value
@@ -41,8 +58,16 @@ def data_config(f) -> DataConfig:
         cache=f.cache_dataset, seed=f.seed, subset_seed=f.seed)
 
 
-def run_config(f: absl_flags.FlagValues, num_train_examples: int) -> cfg_lib.RunConfig:
-    """The RunConfig of the parsed flags `f` (validated beforehand)."""
+def run_config(f: absl_flags.FlagValues, num_train_examples: int,
+               class_names=()) -> cfg_lib.RunConfig:
+    """The RunConfig of the parsed flags `f` (validated beforehand).
+
+    Args:
+      f: the parsed flags.
+      num_train_examples: examples in one epoch of the stage (see data.pipeline).
+      class_names: the data set's class names (label k is class_names[k]); recorded in
+        config.json and the SavedModels, and the supervised head gets one output per class.
+    """
     v = lambda name: value(f, name)  # noqa: E731
     model = cfg_lib.ModelConfig(
         resnet_depth=f.resnet_depth, width_multiplier=f.width_multiplier, sk_ratio=f.sk_ratio,
@@ -52,7 +77,8 @@ def run_config(f: absl_flags.FlagValues, num_train_examples: int) -> cfg_lib.Run
     head = cfg_lib.HeadConfig(
         proj_head_mode=f.proj_head_mode, num_proj_layers=f.num_proj_layers,
         proj_out_dim=f.proj_out_dim, ft_proj_selector=v("ft_proj_selector"),
-        zero_init_logits_layer=f.zero_init_logits_layer)
+        zero_init_logits_layer=f.zero_init_logits_layer,
+        num_classes=_head_classes(f, len(class_names)))
     tau = v("temperature")
     loss = cfg_lib.LossConfig(temperature=tau, hidden_norm=f.hidden_norm,
                               distill_temperature=tau, distill_alpha=f.distill_alpha)
@@ -74,7 +100,15 @@ def run_config(f: absl_flags.FlagValues, num_train_examples: int) -> cfg_lib.Run
         checkpoint_every_steps=every,
         lineareval_while_pretraining=f.lineareval_while_pretraining,
         eval_batch_size=f.eval_batch_size, eval_steps=f.eval_steps, precision=f.precision,
-        jit_compile=f.jit_compile, progress_bar=f.progress_bar)
+        jit_compile=f.jit_compile, progress_bar=f.progress_bar,
+        class_names=tuple(class_names))
+
+
+def _head_classes(f, num_classes: int) -> int:
+    """Outputs of the run's supervised head: 0 when pretraining without the linear head."""
+    if f.train_mode == "pretrain" and not f.lineareval_while_pretraining:
+        return 0
+    return num_classes
 
 
 def model_dir(f) -> str:

@@ -22,7 +22,8 @@ flags.DEFINE_string("manual_dir", None, "Directory with manually downloaded file
                     "(ILSVRC2012 tars, 1percent.txt, 10percent.txt).")
 flags.DEFINE_bool("download", False, "Allow TFDS to download the data set.")
 flags.DEFINE_string("train_split", "train", "Split to train on.")
-flags.DEFINE_string("eval_split", "test", "Split to evaluate on (ImageNet: validation).")
+flags.DEFINE_string("eval_split", None, "Split to evaluate on (default: test, else validation, "
+                    "else holdout: the one the data set has).")
 flags.DEFINE_float("label_fraction", 1.0, "Fraction of labelled training examples for "
                    "fine-tuning, class-balanced (e.g. 0.01, 0.1).")
 flags.DEFINE_integer("labels_per_class", None, "Labelled examples per class (instead of "

@@ -174,6 +174,9 @@ class RunConfig:
       precision_reason: why that precision was chosen (banner, config.json).
       jit_compile: XLA-compile the replica step.
       progress_bar: live bar (None = when stdout is a terminal).
+      class_names: the training data's class names, label k = class_names[k] (empty when
+        unlabelled or unknown); config.json and the SavedModels record them so that a later
+        evaluation, resume or distillation can check that its data mean the same classes.
     """
     model: ModelConfig
     head: HeadConfig
@@ -196,6 +199,7 @@ class RunConfig:
     precision_reason: str = ""
     jit_compile: bool = False
     progress_bar: Optional[bool] = None
+    class_names: tuple = ()
 
     @property
     def export_dir(self) -> str:
@@ -229,4 +233,5 @@ def load_run_config(path: str, data) -> RunConfig:
         raw = json.load(f)
     parts = {name: cls(**raw.pop(name)) for name, cls in _PARTS.items()}
     raw.pop("data", None)
+    raw["class_names"] = tuple(raw.get("class_names", ()))  # JSON lists; absent before 2026-12
     return RunConfig(**parts, data=data, **raw)

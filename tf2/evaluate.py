@@ -70,7 +70,8 @@ def evaluate_checkpoint(cfg: RunConfig, strategy, source, prefix: str,
     step = int(prefix.rsplit("-", 1)[-1]) if prefix.rsplit("-", 1)[-1].isdigit() else 0
     if export and not export_lib.is_saved_model_dir(os.path.join(cfg.export_dir, str(step))):
         export_lib.export_saved_model(model, cfg.export_dir, step,
-                                      keep_max=cfg.keep_hub_module_max)
+                                      keep_max=cfg.keep_hub_module_max,
+                                      **export_lib.record_of(cfg))
     return {"top1": totals["top1"] / count, "top5": totals["top5"] / count,
             "num_examples": int(totals["count"]), "global_step": step, "checkpoint": prefix}
 

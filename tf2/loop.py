@@ -154,7 +154,8 @@ def run_stage(cfg: RunConfig, strategy, parts: StageParts, is_chief=True) -> Dic
     step = int(parts.optimizer.iterations.numpy())
     if is_chief:
         export_lib.export_saved_model(parts.model, cfg.export_dir, step,
-                                      keep_max=cfg.keep_hub_module_max)
+                                      keep_max=cfg.keep_hub_module_max,
+                                      **export_lib.record_of(cfg))
     manager.cleanup()
     return metrics
 

@@ -235,7 +235,11 @@ def test_restore_shape_mismatch_names_the_variable(tmp_path):
 def test_export_under_mirrored_strategy(tmp_path, two_replicas):
     with two_replicas.scope():
         model = _stand_in(bias=1.0)
-        path = export.export_saved_model(model, str(tmp_path), 3)
+        path = export.export_saved_model(model, str(tmp_path), 3, weight_decay=1e-3)
+    loaded = export.load_saved_model(path)  # kept: its functions need its variables
+    (regularization,) = loaded.regularization_losses
+    kernel = model.dense.kernel.numpy().astype(np.float64)
+    assert float(regularization()) == pytest.approx(1e-3 * 0.5 * np.sum(kernel ** 2), rel=1e-6)
     images = tf.constant(np.random.default_rng(0).uniform(0, 1, (2, 8, 8, 3)), tf.float32)
     reloaded = export.load_saved_model(path)(images)[model_lib.LOGITS_SUP]
     np.testing.assert_allclose(reloaded, model(images)[model_lib.LOGITS_SUP], atol=ATOL)
@@ -259,3 +263,61 @@ def test_program_warm_start_accepts_our_saved_model(exported):
     out = student(exported["images"], training=False)
     np.testing.assert_array_equal(out[model_lib.PROJ_HEAD_OUTPUT].numpy(),
                                   exported["infer"][model_lib.PROJ_HEAD_OUTPUT])
+
+
+class _TwoKernels(keras.Model):
+    """Mean colour -> a trainable dense layer -> a frozen one: two kernels, one decayed."""
+
+    def __init__(self):
+        super().__init__(name="simclr")
+        self.dense = keras.layers.Dense(4, name="dense")
+        self.frozen = keras.layers.Dense(3, name="frozen", trainable=False)
+
+    def call(self, images, training=False):
+        pooled = tf.reduce_mean(images, axis=[1, 2])  # (b, 3)
+        return {model_lib.LOGITS_SUP: self.frozen(self.dense(pooled))}
+
+
+def test_regularization_losses_are_the_runs_l2_term_for_tf_hub_fine_tuning(tmp_path):
+    """hub.KerasLayer(trainable=True) adds weight_decay * ||trainable kernel||^2 / 2 (NumPy),
+    which follows the variables as they train; outputs do not change (float32, identical)."""
+    model = _TwoKernels()
+    images = tf.constant(np.random.default_rng(4).uniform(0, 1, (2, 8, 8, 3)), tf.float32)
+    model(images)
+    decayed = export.export_saved_model(model, str(tmp_path / "wd"), 1, weight_decay=1e-3,
+                                        class_names=("dark", "bright"), train_mode="finetune")
+    plain = export.export_saved_model(model, str(tmp_path / "none"), 1)
+    layer = hub.KerasLayer(decayed, trainable=True, output_key=model_lib.LOGITS_SUP)
+    classifier = tf_keras.Sequential([tf_keras.layers.InputLayer(input_shape=(8, 8, 3)), layer])
+    kernel = dict(zip([v.path for v in model.variables], layer.resolved_object.variables))[
+        "simclr/dense/kernel"]
+    for value in (None, np.full((3, 4), 0.5, np.float32)):  # as exported, then after a "step"
+        if value is not None:
+            kernel.assign(value)
+        expected = 1e-3 * 0.5 * np.sum(kernel.numpy().astype(np.float64) ** 2)
+        assert len(classifier.losses) == 1
+        assert float(classifier.losses[0]) == pytest.approx(expected, rel=1e-6)
+    assert expected == pytest.approx(1e-3 * 0.5 * 12 * 0.25)
+    frozen = tf_keras.Sequential([tf_keras.layers.InputLayer(input_shape=(8, 8, 3)),
+                                  hub.KerasLayer(decayed, trainable=False)])
+    assert sum(float(loss) for loss in frozen.losses) == 0.0  # counted only when fine-tuning
+    assert list(export.load_saved_model(plain).regularization_losses) == []
+    ours = model(images)[model_lib.LOGITS_SUP].numpy()
+    for path in (decayed, plain):
+        out = export.load_saved_model(path)(images)[model_lib.LOGITS_SUP]
+        assert out.dtype == tf.float32
+        np.testing.assert_array_equal(out.numpy(), ours)
+
+
+def test_class_names_and_stage_travel_with_the_saved_model(tmp_path):
+    path = export.export_saved_model(_stand_in(), str(tmp_path), 1, train_mode="finetune",
+                                     class_names=("T-shirt/top", "Trouser", "Ünïcode"))
+    assert export.saved_record(path) == {"class_names": ("T-shirt/top", "Trouser", "Ünïcode"),
+                                         "train_mode": "finetune"}
+    with open(os.path.join(path, export.CLASS_NAMES_FILE), encoding="utf-8") as f:
+        assert f.read() == "T-shirt/top\nTrouser\nÜnïcode\n"
+    loaded = hub.load(path)
+    assert [n.decode() for n in loaded.class_names.numpy()] == ["T-shirt/top", "Trouser",
+                                                                 "Ünïcode"]
+    unlabelled = export.export_saved_model(_stand_in(), str(tmp_path / "u"), 1)
+    assert export.saved_record(unlabelled) == {"class_names": (), "train_mode": ""}

@@ -69,6 +69,9 @@ def test_idx_magic_number_is_checked(tmp_path):
 def test_load_errors(fashion, tmp_path):
     with pytest.raises(ValueError, match="no split 'validation'; available splits: train, test"):
         fashion.as_dataset('validation')
+    with pytest.raises(ValueError, match=r"^fashion_mnist_local/1.0.0: cannot read split "
+                                         r"'train\[abc\]' \(Error parsing[^\n]*$"):
+        fashion.num_examples('train[abc]')
     cfg = DataConfig(data_dir=str(tmp_path / 'd'), manual_dir=str(tmp_path))
     with pytest.raises(FileNotFoundError, match='apt-get install dataset-fashion-mnist'):
         datasets.load(cfg)
@@ -152,3 +155,66 @@ def test_flat_split_and_empty_folders(tmp_path):
     (tmp_path / 'empty').mkdir()
     with pytest.raises(ValueError, match=f'No readable JPEG or PNG image in {tmp_path}/empty'):
         datasets.load(DataConfig(dataset=f'folder:{tmp_path / "empty"}'))
+
+
+def test_folder_splits_take_tfds_slices(tmp_path):
+    """Six images, 3 per class in file order; a slice keeps positions, -1 outside it."""
+    for i in range(6):
+        _write(tmp_path / ('a' if i < 3 else 'b') / f'{i}.png',
+               np.full((2, 2, 3), 10 * i, np.uint8), 'PNG')
+    src = datasets.load(DataConfig(dataset=f'folder:{tmp_path}'))
+    expected = {'train[:2]': [0, 1], 'train[-2:]': [4, 5], 'train[:50%]': [0, 1, 2],
+                'train[:1]+train[4:]': [0, 4, 5], 'train': [0, 1, 2, 3, 4, 5]}
+    for split, kept in expected.items():
+        assert src.num_examples(split) == len(kept), split
+        labels = np.full(6, -1)
+        labels[kept] = [0 if k < 3 else 1 for k in kept]
+        np.testing.assert_array_equal(src.labels(split), labels, err_msg=split)
+        examples = list(src.as_dataset(split).as_numpy_iterator())
+        assert [ex['index'] for ex in examples] == kept, split
+        assert [int(ex['image'][0, 0, 0]) for ex in examples] == [10 * k for k in kept]
+    with pytest.raises(ValueError, match=r"cannot read split 'train\[abc\]'.*train\[:50\]"):
+        src.num_examples('train[abc]')
+    with pytest.raises(ValueError, match=r"'train\[:99\]'.*incompatible with 6 examples"):
+        src.labels('train[:99]')
+
+
+def test_default_eval_split_is_the_one_the_data_set_has(fashion, tmp_path):
+    assert datasets.default_eval_split(fashion) == 'test'
+    for split in ('train', 'validation'):
+        _write(tmp_path / 'tv' / split / 'a' / 'x.png', np.zeros((2, 2, 3), np.uint8), 'PNG')
+    assert datasets.default_eval_split(datasets.load(DataConfig(
+        dataset=f'folder:{tmp_path / "tv"}'))) == 'validation'
+    _write(tmp_path / 'plain' / 'a' / 'x.png', np.zeros((2, 2, 3), np.uint8), 'PNG')
+    plain = datasets.load(DataConfig(dataset=f'folder:{tmp_path / "plain"}'))
+    with pytest.raises(ValueError, match=r'no test or validation split \(splits: train\).*'
+                                         r'--holdout_fraction=0.1 --eval_split=holdout'):
+        datasets.default_eval_split(plain)
+
+
+@pytest.mark.parametrize('name, problem', [('/no/such/dir', 'does not exist'),
+                                           ('./missing', 'does not exist'),
+                                           ('~/no_such_images_here', 'does not exist'),
+                                           ('{tmp}/file.txt', 'is not a directory')])
+def test_a_path_that_is_no_folder_is_named_not_parsed_as_a_tfds_name(tmp_path, name, problem):
+    (tmp_path / 'file.txt').write_text('x')
+    name = name.format(tmp=tmp_path)
+    with pytest.raises(FileNotFoundError) as error:
+        datasets.load(DataConfig(dataset=name, data_dir=str(tmp_path / 'd')))
+    assert str(error.value).startswith(f'{name} {problem} (a folder of images is given as '
+                                       'folder:/path/to/images')
+    assert '\n' not in str(error.value)
+    with pytest.raises(ValueError, match=r"^Unknown data set 'bad name!'[^\n]*$"):
+        datasets.load(DataConfig(dataset='bad name!', data_dir=str(tmp_path / 'd')))
+
+
+def test_preparing_fashion_mnist_says_what_happens(tmp_path, capfd):
+    data_dir = str(tmp_path / 'tfds')
+    datasets.load(DataConfig(dataset='fashion_mnist', data_dir=data_dir))
+    out = capfd.readouterr().out
+    assert 'Downloading' not in out and 'Unknown size' not in out
+    assert ("Preparing a local TFDS copy of Debian's Fashion-MNIST "
+            f"({fashion_mnist.DEFAULT_SOURCE_DIR}) in {data_dir}/fashion_mnist_local/1.0.0") in out
+    assert 'nothing is downloaded' in out
+    datasets.load(DataConfig(dataset='fashion_mnist', data_dir=data_dir))  # prepared: silent
+    assert 'Preparing' not in capfd.readouterr().out

@@ -134,3 +134,54 @@ def test_index_and_file_sharding_over_several_record_files(fake_imagenet, tmp_pa
         for i in range(2)]
     # Sharded by record files: TFDS gives files 0 and 2 to pipeline 0, file 1 to pipeline 1.
     assert shards == [[0, 1, 2, 3, 8, 9, 10, 11], [4, 5, 6, 7]]
+
+
+@pytest.fixture
+def flags_of():
+    """Parses run.py's flags; restores them after."""
+    import run
+
+    def parse(*args):
+        run.FLAGS.unparse_flags()
+        run.FLAGS(['run.py', *args])
+        return run.FLAGS
+    yield parse
+    import run
+    run.FLAGS.unparse_flags()
+
+
+@pytest.mark.parametrize('dataset, kept, half', [('imagenet2012_subset/1pct', 6, 3),
+                                                 ('imagenet2012_subset/10pct', 9, 6)])
+def test_finetuning_an_official_subset_uses_all_of_it(fake_imagenet, flags_of, dataset, kept,
+                                                      half):
+    """The stage default label_fraction=0.1 kept one image per class (3 of 6, 3 of 9).
+
+    Per class the fake 1pct has 2 images, 10pct 3: half is round(1.0) = 1 or round(1.5) = 2.
+    """
+    from data import pipeline
+    from flags import configs, consistency
+    dirs = fake_imagenet[3]
+    f = flags_of('--train_mode=finetune', f'--dataset={dataset}', '--checkpoint=x',
+                 f'--data_dir={dirs["data_dir"]}', f'--manual_dir={dirs["manual_dir"]}',
+                 '--train_batch_size=2', '--eval_split=validation')
+    data_cfg = configs.data_config(f)
+    assert data_cfg.label_fraction == 1.0 and not data_cfg.uses_label_subset
+    source = datasets.load(data_cfg)
+    assert pipeline.num_train_examples(source, data_cfg, 'finetune') == kept
+    cfg = configs.run_config(f, kept, source.class_names)
+    assert consistency.check(f, cfg, source) == []  # no warning
+    # Asked for explicitly, a fraction applies on top of the list, with a warning saying so.
+    f = flags_of('--train_mode=finetune', f'--dataset={dataset}', '--checkpoint=x',
+                 f'--data_dir={dirs["data_dir"]}', f'--manual_dir={dirs["manual_dir"]}',
+                 '--train_batch_size=2', '--label_fraction=0.5')
+    data_cfg = configs.data_config(f)
+    assert pipeline.num_train_examples(source, data_cfg, 'finetune') == half
+    warnings = consistency.check(f, configs.run_config(f, half, source.class_names), source)
+    assert warnings[0] == (f'--dataset={dataset} is already the official labelled subset; '
+                           '--label_fraction / --labels_per_class subsample its list further.')
+    if half == 3:  # one image left of each class
+        assert warnings[1].startswith('--label_fraction=0.5 leaves one labelled example in 3 '
+                                      'of 3 classes')
+    assert len(warnings) == (2 if half == 3 else 1)
+    # Other data sets keep the paper's 10% default.
+    assert configs.data_config(flags_of('--train_mode=finetune')).label_fraction == 0.1

@@ -75,3 +75,12 @@ def test_paper_presets_carry_the_papers_numbers_and_validate(name, parse, tmp_pa
 
 def test_every_preset_is_checked():
     assert set(os.listdir(PRESETS)) - set(PAPER) == {"cpu_fashion_mnist.cfg"}
+
+
+@pytest.mark.parametrize("name", ["imagenet_finetune_1pct.cfg", "imagenet_finetune_10pct.cfg"])
+def test_imagenet_finetune_presets_use_all_of_the_official_subset(name, parse, tmp_path):
+    f = parse(name, f"--checkpoint={tmp_path}")
+    assert not f["label_fraction"].present
+    data = configs.data_config(f)
+    assert (data.label_fraction, data.labels_per_class, data.uses_label_subset) == (1.0, None,
+                                                                                   False)

@@ -108,6 +108,10 @@ def test_pretrain_writes_checkpoints_export_configs_and_next_command(runs):
     config = _json(model_dir / "config.json")
     assert (config["train"]["train_steps"], config["model"]["resnet_depth"]) == (8, 18)
     assert (config["head"]["proj_out_dim"], config["train_mode"]) == (16, "pretrain")
+    # The real class count and the class names (Fashion-MNIST's, in label order) are recorded.
+    from data import fashion_mnist
+    assert config["head"]["num_classes"] == 10
+    assert config["class_names"] == list(fashion_mnist.CLASS_NAMES)
     assert _json(model_dir / "flags.json")["train_steps"] == 8
     assert tf.train.load_checkpoint(str(model_dir / "ckpt-8")).get_tensor(
         "optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE") == 8
@@ -250,6 +254,14 @@ def test_transfer_from_saved_model_and_big_to_small_distillation_learn_the_toy_s
     distill = runs.result("toy_distill").check()
     loss = [v for _, v in _scalars(distill.model_dir, "train/distill_loss")]
     assert len(loss) == 8 and np.mean(loss[-3:]) < 0.6 * loss[0], loss
+    # Class identity travels with the run and its SavedModel (sorted sub-folder names).
+    from checkpoints import export
+    config = _json(Path(finetune.model_dir) / "config.json")
+    assert (config["class_names"], config["head"]["num_classes"]) == (["bright", "dark"], 2)
+    assert export.saved_record(f"{finetune.model_dir}/saved_model/8") == {
+        "class_names": ("bright", "dark"), "train_mode": "finetune"}
+    assert export.saved_record(f"{distill.model_dir}/saved_model/16")["class_names"] == (
+        "bright", "dark")
     # Big-to-small: the full-width teacher was rebuilt from its config.json.
     assert _json(Path(finetune.model_dir) / "config.json")["model"]["width_multiplier"] == 1
     assert _json(Path(distill.model_dir) / "config.json")["model"]["width_multiplier"] == 0.5
