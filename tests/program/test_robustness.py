@@ -24,14 +24,16 @@ HOLDER = ("import sys, time; sys.path.insert(0, sys.argv[1]); "
           "from checkpoints import model_dir; claim = model_dir.Claim(sys.argv[2], ['train']); "
           "print('held', flush=True); time.sleep(300)")
 # run.py with TensorFlow's CheckpointManager.save failing from step FULL_AT_STEP on the way a
-# full disk makes it fail: a half-written shard directory, then ResourceExhaustedError.
+# full disk makes it fail (a half-written shard directory, then ResourceExhaustedError), or
+# with FULL_AT_STEP=export, the SavedModel export failing as Python's file calls do (OSError).
 DISK_FULL_DRIVER = '''
-import os, runpy, sys
+import errno, os, runpy, sys
 import tensorflow as tf
 real_save = tf.train.CheckpointManager.save
+full_at = os.environ["FULL_AT_STEP"]
 
 def save(self, checkpoint_number=None, **kwargs):
-    if checkpoint_number >= int(os.environ["FULL_AT_STEP"]):
+    if full_at != "export" and checkpoint_number >= int(full_at):
         temp = os.path.join(self.directory, f"ckpt-{checkpoint_number}_temp")
         os.makedirs(temp)
         raise tf.errors.ResourceExhaustedError(
@@ -39,7 +41,13 @@ def save(self, checkpoint_number=None, **kwargs):
             "left on device")
     return real_save(self, checkpoint_number=checkpoint_number, **kwargs)
 
+def saved_model_save(obj, export_dir, *args, **kwargs):
+    os.makedirs(os.path.join(export_dir, "variables"))
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), export_dir)
+
 tf.train.CheckpointManager.save = save
+if full_at == "export":
+    tf.saved_model.save = saved_model_save
 sys.argv = sys.argv[1:]
 sys.path.insert(0, os.path.dirname(sys.argv[0]))
 runpy.run_path(sys.argv[0], run_name="__main__")
@@ -194,19 +202,25 @@ def test_damaged_saved_model_is_one_line_naming_the_file(runs, saved_model, tmp_
 
 # --- a full disk -------------------------------------------------------------------------------
 
-def test_disk_full_during_a_save_stops_with_one_line_and_keeps_the_checkpoints(runs, tmp_path):
+@pytest.mark.parametrize("full_at", ["4", "export"])
+def test_disk_full_stops_with_one_line_and_keeps_the_checkpoints(runs, tmp_path, full_at):
     (tmp_path / "driver.py").write_text(DISK_FULL_DRIVER)
     model_dir = tmp_path / "run"
-    args = [*PRETRAIN, *_fashion(runs), "--train_steps=4", "--checkpoint_steps=2",
-            "--lineareval_while_pretraining=false", f"--model_dir={model_dir}"]
+    args = [*PRETRAIN, *_fashion(runs), "--train_steps=4" if full_at == "4" else
+            "--train_steps=2", "--checkpoint_steps=2", "--lineareval_while_pretraining=false",
+            f"--model_dir={model_dir}"]
     proc = subprocess.run([sys.executable, str(tmp_path / "driver.py"), str(REPO / "run.py"),
                            *args], cwd=REPO, capture_output=True, text=True, timeout=RUN_TIMEOUT,
-                          env=dict(os.environ, FULL_AT_STEP="4"))
+                          env=dict(os.environ, FULL_AT_STEP=full_at))
     error = _one_error(proc, 1)
-    assert f"the disk of {model_dir} is full" in error and "step 4" in error
+    assert f"the disk of {model_dir} is full" in error and "No space left on device" in error
     assert error.endswith("free space and run the same command to resume.")
     assert 'model_checkpoint_path: "ckpt-2"' in (model_dir / "checkpoint").read_text()
-    assert not (model_dir / "ckpt-4_temp").exists() and (model_dir / "ckpt-2.index").exists()
+    assert (model_dir / "ckpt-2.index").exists()
+    if full_at == "4":  # the half-written checkpoint is gone
+        assert "step 4" in error and not (model_dir / "ckpt-4_temp").exists()
+    else:  # the half-written export too (export.py removes its temporary directory)
+        assert os.listdir(model_dir / "saved_model") == []
 
 
 # --- mode=eval with nothing to evaluate ---------------------------------------------------------
