@@ -51,7 +51,7 @@ def disk_full_error(error: BaseException, directory: str, what: str):
     """
     full = isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)
     if isinstance(error, tf.errors.ResourceExhaustedError):
-        full = any(s in str(error) for s in ("No space left", "quota", "Disk quota"))
+        full = any(s in str(error) for s in ("No space left", "quota exceeded"))
     if not full:
         return None
     return DiskFullError(
