@@ -83,26 +83,62 @@ def _trained_config(cfg):
                                lineareval_while_pretraining=saved.lineareval_while_pretraining)
 
 
-def _setup(cfg, strategy, seed, deterministic):
-    """Seeds, determinism and precision; writes config.json and flags.json when training."""
+def _setup(cfg, seed, deterministic):
+    """Seeds, determinism and precision."""
     import keras
     import tensorflow as tf
-    from checkpoints import manager as ckpt_lib
-    from tf2 import config as cfg_lib
-    from tf2 import distribute
     keras.utils.set_random_seed(seed)  # initialisation; the input stream has its own seeds
     if deterministic:
         tf.config.experimental.enable_op_determinism()
     keras.mixed_precision.set_global_policy(cfg.precision)
-    if distribute.is_chief(strategy):
-        print(f"precision:   {cfg.precision} ({cfg.precision_reason})", flush=True)
-    if FLAGS.mode != "eval" and distribute.is_chief(strategy):
-        os.makedirs(cfg.model_dir, exist_ok=True)
-        ckpt_lib.write_json_atomic(os.path.join(cfg.model_dir, "config.json"),
-                                   cfg_lib.run_config_to_dict(cfg))
-        ckpt_lib.write_json_atomic(os.path.join(cfg.model_dir, "flags.json"),
-                                   {f.name: f.value for f in FLAGS.get_key_flags_for_module(
-                                       definitions)})
+
+
+def _run_record(cfg, chief):
+    """The chief's RunRecord (config.json, flags.json with the values used, starts.jsonl).
+
+    The training loop writes it once the resume has succeeded, never before: a refused run
+    must not overwrite the record of the run whose checkpoints are in model_dir.
+    """
+    if FLAGS.mode == "eval" or not chief:
+        return None
+    from checkpoints import record
+    from tf2 import config as cfg_lib
+    names = [f.name for f in FLAGS.get_key_flags_for_module(definitions)]
+    return record.RunRecord(cfg.model_dir, cfg_lib.run_config_to_dict(cfg),
+                            configs.used_values(FLAGS, names), sys.argv)
+
+
+def _claim_model_dir(cfg, chief):
+    """The chief's lock on model_dir (see checkpoints/model_dir.py), debris of dead writers gone.
+
+    Returns the Claim (keep it referenced: the lock lasts as long as the process), or None on
+    non-chief workers, which never write into model_dir.
+    """
+    from checkpoints import model_dir
+    if not chief:
+        return None
+    roles = {"train": [model_dir.TRAIN], "eval": [model_dir.EVAL],
+             "train_then_eval": [model_dir.TRAIN, model_dir.EVAL]}[FLAGS.mode]
+    try:
+        claim = model_dir.Claim(cfg.model_dir, roles)
+    except model_dir.ModelDirBusyError as e:
+        _fail(f"--model_dir={cfg.model_dir}: {e}. Wait for it to end or choose another "
+              "--model_dir.")
+    except model_dir.NotWritableError as e:
+        _fail(f"--model_dir={cfg.model_dir}: {e}; choose a writable --model_dir.")
+    for path in claim.clean_debris():
+        logging.warning("Removed %s, left by a save that was interrupted.", path)
+    return claim
+
+
+def _check_sources():
+    """--checkpoint and --teacher SavedModels must read whole (FlagError naming the file)."""
+    from checkpoints import export as export_lib
+    from checkpoints import integrity
+    for name in ("checkpoint", "teacher"):
+        path = FLAGS[name].value
+        if path and FLAGS.mode != "eval" and export_lib.is_saved_model_dir(path):
+            _named(integrity.check_saved_model, name)(path)
 
 
 def next_command(train_mode: str, model_dir: str) -> str:
@@ -185,6 +221,7 @@ def _configure():
                                         FLAGS.tpu_zone, FLAGS.gcp_project)
     source = _named(datasets.load, "dataset")(configs.data_config(FLAGS))
     _named(source.num_examples, "train_split")(FLAGS.train_split)  # the split, or its slice
+    _check_sources()
     cfg = configs.run_config(FLAGS, _named(pipeline.num_train_examples, "dataset")(
         source, configs.data_config(FLAGS), FLAGS.train_mode), source.class_names)
     cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data,
@@ -210,26 +247,53 @@ def main(argv):
         cfg, strategy, source = _configure()
     except (validate.FlagError, FileNotFoundError, ValueError) as e:
         _fail(str(e))
+    import tensorflow as tf
     from checkpoints import manager as ckpt_lib
     from tf2 import distribute, evaluate, loop
-    _setup(cfg, strategy, FLAGS.seed, FLAGS.deterministic)
     chief = distribute.is_chief(strategy)
+    claim = _claim_model_dir(cfg, chief)  # noqa: F841  held until the process ends
+    _setup(cfg, FLAGS.seed, FLAGS.deterministic)
+    if chief:
+        print(f"precision:   {cfg.precision} ({cfg.precision_reason})", flush=True)
     result = None
     try:
         if FLAGS.mode in ("train", "train_then_eval"):
-            _stage_module(cfg.train_mode).run(cfg, strategy, source, is_chief=chief)
+            _stage_module(cfg.train_mode).run(cfg, strategy, source, is_chief=chief,
+                                              record=_run_record(cfg, chief))
         if FLAGS.mode in ("eval", "train_then_eval"):
-            result = evaluate.run(cfg, strategy, source, watch=FLAGS.mode == "eval",
-                                  is_chief=chief)
-    except (loop.NonFiniteLossError, ckpt_lib.UnreadableCheckpointError, FileNotFoundError,
-            ValueError) as e:
+            result = _evaluate(cfg, strategy, source, chief)
+    except (loop.NonFiniteLossError, ckpt_lib.UnreadableCheckpointError, ckpt_lib.DiskFullError,
+            evaluate.NoCheckpointError, FileNotFoundError, ValueError) as e:
         logging.info("Traceback (shown with --verbosity=0):", exc_info=True)
         _fail(str(e), status=1)
     except distribute.CLUSTER_ERRORS as e:  # a worker died: say so, not a collective traceback
         logging.info("Traceback (shown with --verbosity=0):", exc_info=True)
         _fail(distribute.cluster_error_message(e, cfg.model_dir), status=1)
+    except (tf.errors.ResourceExhaustedError, OSError) as e:  # a full disk while exporting
+        full = ckpt_lib.disk_full_error(e, cfg.model_dir, "into it")
+        if full is None:
+            raise
+        logging.info("Traceback (shown with --verbosity=0):", exc_info=True)
+        _fail(str(full), status=1)
     if chief:
         _report(cfg, result)
+
+
+def _evaluate(cfg, strategy, source, chief):
+    """evaluate.run; mode=eval says first when it has to wait for a checkpoint, and how long."""
+    import tensorflow as tf
+    from tf2 import evaluate
+    watch = FLAGS.mode == "eval"
+    if watch and tf.train.latest_checkpoint(cfg.model_dir) is None:
+        print(f"Waiting up to {FLAGS.eval_timeout} s for a checkpoint in {cfg.model_dir} "
+              "(set the wait with --eval_timeout)...", flush=True)
+    try:
+        return evaluate.run(cfg, strategy, source, watch=watch, is_chief=chief,
+                            timeout=FLAGS.eval_timeout)
+    except evaluate.NoCheckpointError as e:
+        raise evaluate.NoCheckpointError(
+            f"{e} (--eval_timeout={FLAGS.eval_timeout}): train into this --model_dir first, "
+            "or wait longer with a larger --eval_timeout.") from e
 
 
 def _parse_flags(argv):

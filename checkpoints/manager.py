@@ -13,6 +13,7 @@ variables are read with collectives), but only the chief may write into `model_d
 workers write to a private temporary directory that `cleanup()` removes. Every worker restores
 from `model_dir`, so all of them resume from the chief's checkpoint.
 """
+import errno
 import json
 import os
 import re
@@ -32,6 +33,30 @@ _FILE_RE = re.compile(r"^(?P<prefix>(?P<name>.+)-(?P<step>\d+))\.(index|data-\d{
 
 class UnreadableCheckpointError(RuntimeError):
     """Every checkpoint in a directory is missing files or is truncated."""
+
+
+class DiskFullError(RuntimeError):
+    """The disk filled up while writing; what was written before is intact."""
+
+
+def disk_full_error(error: BaseException, directory: str, what: str):
+    """A DiskFullError for `error` if it says the disk (or quota) is full, else None.
+
+    TensorFlow reports ENOSPC from its file system as ResourceExhaustedError, Python as OSError.
+
+    Args:
+      error: the exception raised while writing.
+      directory: where the writing went (named in the message).
+      what: what was being written, e.g. "the checkpoint of step 4".
+    """
+    full = isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)
+    if isinstance(error, tf.errors.ResourceExhaustedError):
+        full = any(s in str(error) for s in ("No space left", "quota exceeded"))
+    if not full:
+        return None
+    return DiskFullError(
+        f"the disk of {directory} is full ({_first_line(error)}) while writing {what}; the "
+        "earlier checkpoints are intact: free space and run the same command to resume.")
 
 
 class CheckpointManager:
@@ -72,8 +97,21 @@ class CheckpointManager:
 
         Returns:
           the checkpoint prefix written (a temporary one on non-chief workers).
+
+        Raises:
+          DiskFullError: the disk filled up; the half-written `<prefix>_temp/` is removed
+            (it would only hold the space) and the state file still names the previous
+            checkpoint.
         """
-        return self._manager.save(checkpoint_number=int(step))
+        try:
+            return self._manager.save(checkpoint_number=int(step))
+        except (tf.errors.ResourceExhaustedError, OSError) as e:
+            full = disk_full_error(e, self._manager.directory, f"the checkpoint of step {step}")
+            if full is None:
+                raise
+            temp = os.path.join(self._manager.directory, f"{self._name}-{int(step)}_temp")
+            shutil.rmtree(temp, ignore_errors=True)
+            raise full from e
 
     @property
     def latest_checkpoint(self) -> Optional[str]:
@@ -210,6 +248,14 @@ def _unreadable_reason(prefix: str) -> Optional[str]:
         return (f"data file {shards[0] if expected == 1 else prefix + '.data-*'} is truncated "
                 f"({have} bytes, its tensors need at least {needed})")
     return None
+
+
+def damage_of(prefix: str) -> Optional[str]:
+    """Why the checkpoint `prefix` cannot be restored (missing or truncated files), or None.
+
+    Cheap: reads the index and the file sizes, not the tensors.
+    """
+    return _unreadable_reason(prefix)
 
 
 def _num_elements(shape) -> int:

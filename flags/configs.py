@@ -111,5 +111,16 @@ def _head_classes(f, num_classes: int) -> int:
     return num_classes
 
 
+def used_values(f, names) -> dict:
+    """{flag name: the value the run uses} for `names`: stage defaults and derived defaults
+    (model_dir, use_blur) resolved, as config.json has them (flags.json, starts.jsonl)."""
+    used = {name: value(f, name) for name in names}
+    if "model_dir" in used:
+        used["model_dir"] = model_dir(f)
+    if "use_blur" in used:
+        used["use_blur"] = data_config(f).use_blur
+    return used
+
+
 def model_dir(f) -> str:
     return f.model_dir or f"runs/{f.train_mode}"

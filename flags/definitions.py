@@ -78,6 +78,8 @@ flags.DEFINE_bool("deterministic", False, "Deterministic TensorFlow ops (slower)
 # --- evaluation ----------------------------------------------------------------------------
 flags.DEFINE_integer("eval_batch_size", 256, "Evaluation batch.")
 flags.DEFINE_integer("eval_steps", 0, "Evaluation steps; 0 = the whole split.")
+flags.DEFINE_integer("eval_timeout", 600, "mode=eval: seconds to wait for the next checkpoint "
+                     "in model_dir before giving up (0 = do not wait).")
 
 # --- checkpoints ---------------------------------------------------------------------------
 flags.DEFINE_string("model_dir", None, "Where checkpoints, SavedModels and logs go "

@@ -66,6 +66,8 @@ def _check_optimisation(f):
              "--train_epochs and --train_steps are both 0: set one of them.")
     _require(f.train_steps >= 0, f"--train_steps={f.train_steps}: must be >= 0.")
     _require(f.eval_steps >= 0, f"--eval_steps={f.eval_steps}: must be >= 0 (0 = whole split).")
+    _require(f.eval_timeout >= 0,
+             f"--eval_timeout={f.eval_timeout}: must be >= 0 seconds (0 = do not wait).")
     _require(f.checkpoint_steps >= 0 and f.checkpoint_epochs > 0,
              f"--checkpoint_steps={f.checkpoint_steps} / --checkpoint_epochs="
              f"{f.checkpoint_epochs}: steps must be >= 0 (0 = use epochs) and epochs > 0.")
@@ -105,10 +107,26 @@ def _check_stage(f):
                  f"--mode=eval: --model_dir={configs.model_dir(f)} does not exist; train first.")
 
 
+def _check_model_dir(f):
+    """model_dir must be (or become) a directory this process can write: checked up front."""
+    path = configs.model_dir(f)
+    _require(not os.path.exists(path) or os.path.isdir(path),
+             f"--model_dir={path}: is a file, not a directory; choose a directory (it is "
+             "created if missing).")
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing):  # the deepest part that exists gets the new folders
+        existing = os.path.dirname(existing)
+    _require(os.path.isdir(existing),
+             f"--model_dir={path}: {existing} is a file, so the directory cannot be created.")
+    _require(os.access(existing, os.W_OK | os.X_OK),
+             f"--model_dir={path}: {existing} is not writable (read-only disk or no "
+             "permission); choose a writable --model_dir (evaluation writes there too).")
+
+
 def validate(f) -> None:
     """Raises FlagError with a one-line message for the first bad flag."""
     for check in (_check_model, _check_objective, _check_optimisation, _check_data,
-                  _check_stage):
+                  _check_stage, _check_model_dir):
         check(f)
 
 

@@ -92,7 +92,7 @@ def make_step_fn(cfg: RunConfig, student, optimizer, teacher, num_classes):
     return step_fn
 
 
-def run(cfg: RunConfig, strategy, source, is_chief=True) -> str:
+def run(cfg: RunConfig, strategy, source, is_chief=True, record=None) -> str:
     """Distils `cfg.teacher` into a student on the whole training split; returns model_dir."""
     with strategy.scope():
         teacher = Teacher(cfg.teacher, cfg, source.num_classes)
@@ -104,5 +104,5 @@ def run(cfg: RunConfig, strategy, source, is_chief=True) -> str:
         model=student, optimizer=optimizer, step_fn=step_fn,
         make_input_fn=lambda start: pipeline.distill_input_fn(
             source, cfg.data, cfg.train.train_batch_size, start_step=start))
-    loop.run_stage(cfg, strategy, parts, is_chief=is_chief)
+    loop.run_stage(cfg, strategy, parts, is_chief=is_chief, record=record)
     return cfg.model_dir

@@ -76,10 +76,21 @@ def evaluate_checkpoint(cfg: RunConfig, strategy, source, prefix: str,
             "num_examples": int(totals["count"]), "global_step": step, "checkpoint": prefix}
 
 
-def run(cfg: RunConfig, strategy, source, watch=True, is_chief=True) -> dict:
-    """Evaluates the latest (or, watching, every new) checkpoint; writes result.json."""
+class NoCheckpointError(RuntimeError):
+    """Watching model_dir, no checkpoint appeared within the timeout."""
+
+
+def run(cfg: RunConfig, strategy, source, watch=True, is_chief=True, timeout=600) -> dict:
+    """Evaluates the latest (or, watching, every new) checkpoint; writes result.json.
+
+    Args:
+      timeout: watching, seconds to wait for the next checkpoint before stopping.
+
+    Raises:
+      NoCheckpointError: watching, and not a single checkpoint came within `timeout`.
+    """
     if watch:
-        prefixes = tf.train.checkpoints_iterator(cfg.model_dir, timeout=600)
+        prefixes = tf.train.checkpoints_iterator(cfg.model_dir, timeout=timeout)
     else:
         prefixes = [ckpt_lib.resolve_checkpoint(cfg.model_dir)]
     writer = summaries.SummaryWriter(os.path.join(cfg.model_dir, "eval"), enabled=is_chief)
@@ -94,4 +105,6 @@ def run(cfg: RunConfig, strategy, source, watch=True, is_chief=True) -> dict:
         if result["global_step"] >= cfg.train.total_steps:
             break
     writer.close()
+    if not result:
+        raise NoCheckpointError(f"no checkpoint appeared in {cfg.model_dir} within {timeout} s")
     return result

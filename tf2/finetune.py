@@ -45,7 +45,7 @@ def make_step_fn(cfg: RunConfig, model, optimizer, num_classes):
     return step_fn
 
 
-def run(cfg: RunConfig, strategy, source, is_chief=True) -> str:
+def run(cfg: RunConfig, strategy, source, is_chief=True, record=None) -> str:
     """Fine-tunes from `cfg.checkpoint` on the labelled fraction; returns cfg.model_dir."""
     with strategy.scope():
         model, optimizer = build(cfg, source.num_classes)
@@ -56,5 +56,5 @@ def run(cfg: RunConfig, strategy, source, is_chief=True) -> str:
         model=model, optimizer=optimizer, step_fn=step_fn,
         make_input_fn=lambda start: pipeline.finetune_input_fn(
             source, cfg.data, cfg.train.train_batch_size, start_step=start))
-    loop.run_stage(cfg, strategy, parts, is_chief=is_chief)
+    loop.run_stage(cfg, strategy, parts, is_chief=is_chief, record=record)
     return cfg.model_dir

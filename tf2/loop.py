@@ -129,11 +129,17 @@ def _first_batch_images(strategy, input_fn, key):
     return images
 
 
-def run_stage(cfg: RunConfig, strategy, parts: StageParts, is_chief=True) -> Dict[str, float]:
+def run_stage(cfg: RunConfig, strategy, parts: StageParts, is_chief=True,
+              record=None) -> Dict[str, float]:
     """Trains `parts` for `cfg.train.total_steps` steps with resume, and exports at the end.
 
     SIGTERM (preemption) at any time from here on saves a checkpoint after the current loop
     and raises SystemExit with a message saying how to resume.
+
+    Args:
+      record: the chief's `checkpoints.record.RunRecord` (None: write no record): told when
+        the resume has succeeded (`started`) and before each checkpoint (`saving`), so that a
+        refused resume or a start that saves nothing leaves the run's record as it was.
 
     Returns:
       the metrics of the last loop (host floats).
@@ -146,9 +152,11 @@ def run_stage(cfg: RunConfig, strategy, parts: StageParts, is_chief=True) -> Dic
         if restored is not None and is_chief:  # on stdout, beside the progress lines
             print(f"Resuming from the checkpoint of step {restored} in {cfg.model_dir}",
                   flush=True)
+        if record is not None:
+            record.started(restored)
         writer = summaries.SummaryWriter(cfg.model_dir, enabled=is_chief)
         try:  # events written so far reach the disk even when a NaN or SIGTERM ends the run
-            metrics = _train(cfg, strategy, parts, manager, writer, stop)
+            metrics = _train(cfg, strategy, parts, manager, writer, stop, record)
         finally:
             writer.close()
     step = int(parts.optimizer.iterations.numpy())
@@ -160,7 +168,7 @@ def run_stage(cfg: RunConfig, strategy, parts: StageParts, is_chief=True) -> Dic
     return metrics
 
 
-def _train(cfg, strategy, parts, manager, writer, stop) -> Dict[str, float]:
+def _train(cfg, strategy, parts, manager, writer, stop, record=None) -> Dict[str, float]:
     """The host loop: one compiled call per `steps_per_loop` steps, then monitor and save."""
     total, step_var = cfg.train.total_steps, parts.optimizer.iterations
     start = int(step_var.numpy())
@@ -186,6 +194,8 @@ def _train(cfg, strategy, parts, manager, writer, stop) -> Dict[str, float]:
                               "train/images_per_second": ips})
         progress.update(step, metrics, ips)
         if step - last_saved >= save_every or step >= total or stop.requested:
+            if record is not None:
+                record.saving()
             manager.save(step)
             last_saved = step
         if stop.requested:

@@ -77,7 +77,7 @@ def make_step_fn(cfg: RunConfig, model, optimizer, num_classes, ema_model=None, 
     return step_fn
 
 
-def run(cfg: RunConfig, strategy, source, is_chief=True) -> str:
+def run(cfg: RunConfig, strategy, source, is_chief=True, record=None) -> str:
     """Pretrains on `source` (a `data.datasets.Source`) and returns cfg.model_dir."""
     num_classes = source.num_classes if cfg.lineareval_while_pretraining else 0
     with strategy.scope():
@@ -89,5 +89,5 @@ def run(cfg: RunConfig, strategy, source, is_chief=True) -> str:
         model=model, optimizer=optimizer, step_fn=step_fn, extra_state=extra,
         make_input_fn=lambda start: pipeline.pretrain_input_fn(
             source, cfg.data, cfg.train.train_batch_size, start_step=start))
-    loop.run_stage(cfg, strategy, parts, is_chief=is_chief)
+    loop.run_stage(cfg, strategy, parts, is_chief=is_chief, record=record)
     return cfg.model_dir

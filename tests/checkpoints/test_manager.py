@@ -253,3 +253,41 @@ def test_write_json_atomic_round_trip(tmp_path):
         ckpt_lib.write_json_atomic(str(path), {"bad": object()})
     assert json.loads(path.read_text())["top1"] == 0.875 and os.listdir(path.parent) == [
         "result.json"]
+
+
+def _failing_save(error):
+    def save(self, checkpoint_number=None, **kwargs):
+        # A save that ran out of space half-way: its shard directory exists, nothing else.
+        os.makedirs(os.path.join(self.directory, f"ckpt-{checkpoint_number}_temp"))
+        raise error
+    return save
+
+
+@pytest.mark.parametrize("error", [
+    tf.errors.ResourceExhaustedError(None, None, "ckpt-30_temp/part-00000: No space left on "
+                                                 "device"),
+    OSError(28, "No space left on device"),
+])
+def test_disk_full_during_save_names_the_fix_and_keeps_earlier_checkpoints(
+        tmp_path, monkeypatch, error):
+    manager, objs = _saved_run(tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    monkeypatch.setattr(tf.train.CheckpointManager, "save", _failing_save(error))
+    with pytest.raises(ckpt_lib.DiskFullError) as raised:
+        manager.save(30)
+    message = str(raised.value)
+    assert "\n" not in message and str(tmp_path) in message and "step 30" in message
+    assert message.endswith("free space and run the same command to resume.")
+    assert not (tmp_path / "ckpt-30_temp").exists()  # its space is given back
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    monkeypatch.undo()
+    fresh = _state(0)
+    assert ckpt_lib.CheckpointManager(str(tmp_path), **fresh).restore_latest() == 20
+
+
+def test_other_resource_errors_during_save_are_not_called_disk_full(tmp_path, monkeypatch):
+    manager, _ = _saved_run(tmp_path, steps=(10,))
+    oom = tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor")
+    monkeypatch.setattr(tf.train.CheckpointManager, "save", _failing_save(oom))
+    with pytest.raises(tf.errors.ResourceExhaustedError, match="OOM"):
+        manager.save(20)
