@@ -34,7 +34,7 @@ NEXT_STAGE = {
 # checkpoint flags are the next stage's own (see flags/configs.STAGE_DEFAULTS).
 CARRIED_FLAGS = (
     "dataset", "data_dir", "manual_dir", "download", "train_split", "eval_split",
-    "label_fraction", "labels_per_class", "image_size", "cache_dataset", "resnet_depth",
+    "label_fraction", "labels_per_class", "holdout_fraction", "crop_area_range", "image_size", "cache_dataset", "resnet_depth",
     "width_multiplier", "sk_ratio", "se_ratio", "proj_head_mode", "num_proj_layers",
     "proj_out_dim", "global_bn", "batch_norm_decay", "eval_batch_size", "eval_steps", "seed",
     "deterministic", "precision", "jit_compile", "distribution", "tpu", "tpu_name", "tpu_zone",
@@ -145,8 +145,9 @@ def _configure():
                                         FLAGS.tpu_zone, FLAGS.gcp_project)
     source = _named(datasets.load, "dataset")(configs.data_config(FLAGS))
     _named(source.check_split, "train_split")(FLAGS.train_split)
-    if FLAGS.mode != "train":  # fail now, not after hours of training
-        _named(source.check_split, "eval_split")(FLAGS.eval_split)
+    if FLAGS.mode != "train" or FLAGS.knn_every_steps:  # fail now, not after hours of training
+        if FLAGS.eval_split != "holdout":  # the held-out part of train_split
+            _named(source.check_split, "eval_split")(FLAGS.eval_split)
     cfg = configs.run_config(FLAGS, pipeline.num_train_examples(
         source, configs.data_config(FLAGS), FLAGS.train_mode))
     if FLAGS.mode == "eval":

@@ -154,6 +154,31 @@ class TrainConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class KnnConfig:
+    """The online kNN monitor (tf2/monitor.py), off by default: big data sets pay nothing.
+
+    Attributes:
+      every_steps: evaluate every this many steps (and at the first and last); 0 = off.
+      k: neighbours per query.
+      temperature: vote weight exp(similarity / temperature) (InstDisc, solo-learn: 0.07);
+        0 = plain majority vote.
+      bank_size: labelled training images in the bank (class-balanced draw from the
+        labelled ones); 0 = all of them.
+      eval_examples: held-out images (holdout split if any, else eval split) scored, the
+        first ones in index order; 0 = all.
+    """
+    every_steps: int = 0
+    k: int = 20
+    temperature: float = 0.07
+    bank_size: int = 0
+    eval_examples: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.every_steps > 0
+
+
+@dataclasses.dataclass(frozen=True)
 class RunConfig:
     """Everything one stage needs: the parts above plus where things go.
 
@@ -172,6 +197,7 @@ class RunConfig:
       precision: 'float32', 'mixed_bfloat16' or 'mixed_float16'.
       jit_compile: XLA-compile the replica step.
       progress_bar: live bar (None = when stdout is a terminal).
+      knn: the online kNN monitor.
     """
     model: ModelConfig
     head: HeadConfig
@@ -193,6 +219,7 @@ class RunConfig:
     precision: str = "float32"
     jit_compile: bool = False
     progress_bar: Optional[bool] = None
+    knn: KnnConfig = KnnConfig()
 
     @property
     def export_dir(self) -> str:
@@ -201,7 +228,7 @@ class RunConfig:
     def hparams(self) -> dict:
         """Flat {name: value} of scalar settings, for TensorBoard's hparams plugin."""
         flat = {"train_mode": self.train_mode, "precision": self.precision}
-        for part in ("model", "head", "loss", "memory", "optimizer", "train", "data"):
+        for part in ("model", "head", "loss", "memory", "optimizer", "train", "data", "knn"):
             for key, value in dataclasses.asdict(getattr(self, part)).items():
                 if isinstance(value, (bool, int, float, str)):
                     flat[f"{part}.{key}"] = value
@@ -225,5 +252,6 @@ def load_run_config(path: str, data) -> RunConfig:
     with open(path) as f:
         raw = json.load(f)
     parts = {name: cls(**raw.pop(name)) for name, cls in _PARTS.items()}
+    parts["knn"] = KnnConfig(**raw.pop("knn", {}))  # absent from configs written before it
     raw.pop("data", None)
     return RunConfig(**parts, data=data, **raw)
