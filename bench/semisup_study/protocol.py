@@ -130,7 +130,7 @@ def pretrain_run(s: Scale, name, arch, epochs, option, kind) -> Run:
     if s.train_steps:
         every = 1
     return Run(name, kind, "pretrain", arch, BUDGET["1pct"], epochs, s.batch["pretrain"],
-               eval_split=None, flags=(("temperature", s.temperature),
+               eval_split=None, flags=(BUDGET["1pct"].flag, ("temperature", s.temperature),
                                        ("knn_every_steps", every),
                                        ("knn_eval_examples", s.knn_eval_examples),
                                        *augment_flags(option)))

@@ -57,6 +57,10 @@ def test_search_chooses_by_holdout_and_tests_only_the_choice(study, monkeypatch)
 def test_every_command_holds_out_and_trials_of_all_arms_are_alike(study):
     plan = _semisup().plan(study)
     assert all("--holdout_fraction=0.08333333333333333" in argv for _, _, argv in plan)
+    pretrains = [argv for name, _, argv in plan if name.startswith(("phase0", "pretrain"))]
+    assert len(pretrains) == 5  # the kNN bank is the 1% subset, never all 55,000 images
+    assert all("--label_fraction=0.01" in argv and "--knn_every_steps=215" in argv
+               for argv in pretrains)
     tests = [name for name, _, argv in plan if "--eval_split=test" in argv]
     trials = [name for name, _, argv in plan if "--eval_split=holdout" in argv]
     assert not any(name.endswith(("_t1", "_t2")) for name in tests)
