@@ -34,7 +34,7 @@ NEXT_STAGE = {
 # checkpoint flags are the next stage's own (see flags/configs.STAGE_DEFAULTS).
 CARRIED_FLAGS = (
     "dataset", "data_dir", "manual_dir", "download", "train_split", "eval_split",
-    "label_fraction", "labels_per_class", "image_size", "cache_dataset", "resnet_depth",
+    "label_fraction", "labels_per_class", "holdout_fraction", "crop_area_range", "image_size", "cache_dataset", "resnet_depth",
     "width_multiplier", "sk_ratio", "se_ratio", "proj_head_mode", "num_proj_layers",
     "proj_out_dim", "global_bn", "batch_norm_decay", "eval_batch_size", "eval_steps", "seed",
     "deterministic", "precision", "jit_compile", "jit_compile_on_cpu", "distribution", "tpu",
@@ -190,21 +190,25 @@ def _warn_jit_on_cpu(cfg, strategy):
 
 
 def _eval_split(source):
-    """--eval_split, or the split the data set has (test, validation, ...) when not given.
+    """--eval_split, or the split the data set has (test, validation, holdout) when not given.
 
-    Checked now when this run evaluates (not after hours of training); a training-only run on
-    data without an evaluation split gets None.
+    Checked now when this run evaluates or monitors kNN (not after hours of training); a
+    training-only run on data without an evaluation split gets None.
     """
     from data import datasets
     split = FLAGS.eval_split
+    needed = FLAGS.mode != "train" or FLAGS.knn_every_steps > 0
     if split is None:
         try:
             split = datasets.default_eval_split(source)
         except ValueError as e:
-            if FLAGS.mode == "train":
+            if FLAGS.holdout_fraction > 0:
+                split = "holdout"
+            elif not needed:
                 return None
-            raise validate.FlagError(f"--eval_split is not given and {e}") from e
-    if FLAGS.mode != "train":
+            else:
+                raise validate.FlagError(f"--eval_split is not given and {e}") from e
+    if needed and split != "holdout":  # the holdout is a part of train_split, checked there
         _named(source.num_examples, "eval_split")(split)
     return split
 

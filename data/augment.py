@@ -18,6 +18,11 @@ Choices, following SimCLR v2's `data_util.py` unless said otherwise:
   When none of `max_attempts` candidates fits, the whole image is used. Bicubic resize.
 - Colour: brightness multiplies by a factor uniform in [1-b, 1+b] (SimCLR v2); contrast,
   saturation and hue are `tf.image.adjust_*`; applied in a random order, clipped after each.
+  On single-channel sources (Fashion-MNIST) saturation, hue and the greyscale op do nothing,
+  so `color_distortion='gray'` (chosen by 'auto' for them) jitters what a grey image has:
+  brightness, contrast and gamma (x ** g, g log-uniform in [1/(1+0.8s), 1+0.8s]: a monotone
+  change of the tone curve, as a different exposure or sensor response would make), in a
+  random order, with probability 0.8, and no greyscale step.
 - Blur: separable Gaussian, reflect padding by default; SimCLR zero-pads (`padding='SAME'`),
   which darkens the border.
 """
@@ -30,6 +35,7 @@ CROP_ASPECT_RATIO_RANGE = (3.0 / 4.0, 4.0 / 3.0)
 BLUR_SIGMA_RANGE = (0.1, 2.0)
 JITTER_PROBABILITY = 0.8
 GRAYSCALE_PROBABILITY = 0.2
+COLOR_DISTORTIONS = ("auto", "rgb", "gray", "none")
 
 
 def _sub_seeds(seed, num):
@@ -187,10 +193,65 @@ def sample_color_jitter(seed, strength):
 
 def apply_color_jitter(image, factors, order):
     """Applies the `JITTER_OPS` with `factors` in the given `order` (see sample_color_jitter)."""
-    for i in range(len(JITTER_OPS)):
-        branches = [functools.partial(op, image, factors[k]) for k, op in enumerate(JITTER_OPS)]
+    return apply_jitter(image, factors, order, JITTER_OPS)
+
+
+def adjust_gamma(image, gamma):
+    """image ** gamma (gamma > 0), clipped to [0, 1]; 0 and 1 stay fixed."""
+    return tf.clip_by_value(tf.pow(image, gamma), 0.0, 1.0)
+
+
+# Grey jitter ops in the order of `sample_gray_jitter`'s factors; each clips its result.
+GRAY_JITTER_OPS = (scale_brightness, _clipped(tf.image.adjust_contrast), adjust_gamma)
+
+
+def sample_gray_jitter(seed, strength):
+    """Draws brightness, contrast and gamma and the order in which to apply them.
+
+    Args:
+      seed: (2,) int32/int64.
+      strength: s; brightness and contrast factors are uniform in [max(1 - 0.8s, 0),
+        1 + 0.8s] (as in `sample_color_jitter`); gamma is log-uniform in
+        [1 / (1 + 0.8s), 1 + 0.8s], so darkening and lightening are equally likely.
+
+    Returns:
+      factors: (3,) float32, [brightness, contrast, gamma].
+      order: (3,) int32, a permutation of range(3).
+    """
+    strong = 0.8 * strength
+    factor_seed, order_seed = _sub_seeds(seed, 2)
+    u = tf.random.stateless_uniform([3], factor_seed)  # (3,) in [0, 1)
+    low, high = max(1.0 - strong, 0.0), 1.0 + strong
+    log_gamma = tf.math.log(high) * (2.0 * u[2] - 1.0)  # uniform in [-log(high), log(high)]
+    factors = tf.stack([low + (high - low) * u[0], low + (high - low) * u[1],
+                        tf.exp(log_gamma)])
+    order = tf.argsort(tf.random.stateless_uniform([3], order_seed))
+    return factors, tf.cast(order, tf.int32)
+
+
+def apply_jitter(image, factors, order, ops):
+    """Applies `ops` with `factors` in the given `order` (ops[k] takes factors[k])."""
+    for i in range(len(ops)):
+        branches = [functools.partial(op, image, factors[k]) for k, op in enumerate(ops)]
         image = tf.switch_case(order[i], branches)
     return image
+
+
+def gray_jitter(image, seed, strength):
+    """Random brightness, contrast and gamma in a random order (see `sample_gray_jitter`).
+
+    Args:
+      image: (h, w, c) float32 in [0, 1].
+      seed: (2,) int32/int64.
+      strength: jitter strength s; 0 returns the image.
+
+    Returns:
+      (h, w, c) float32 in [0, 1].
+    """
+    if strength == 0:
+        return image
+    factors, order = sample_gray_jitter(seed, strength)
+    return apply_jitter(image, factors, order, GRAY_JITTER_OPS)
 
 
 def color_jitter(image, seed, strength):
@@ -215,18 +276,44 @@ def to_grayscale(image):
     return tf.tile(tf.image.rgb_to_grayscale(image), [1, 1, 3])  # (h, w, 3)
 
 
-def random_color_distortion(image, seed, strength):
-    """Colour jitter with probability 0.8, then grayscale with probability 0.2.
+def resolve_color_distortion(mode, channels):
+    """'auto' -> 'gray' for a single-channel source image (`channels` == 1), else 'rgb'."""
+    if mode not in COLOR_DISTORTIONS:
+        raise ValueError(f"color distortion must be one of {COLOR_DISTORTIONS}, got {mode!r}")
+    if mode == "auto":
+        return "gray" if channels == 1 else "rgb"
+    return mode
+
+
+def _source_channels(image):
+    """Static channel count of an image as given (rank 2: 1), before `to_rgb_float`."""
+    shape = tf.convert_to_tensor(image).shape
+    return 1 if shape.rank == 2 else shape[-1]
+
+
+def random_color_distortion(image, seed, strength, mode="rgb"):
+    """Colour distortion of SimCLR ('rgb') or its greyscale counterpart ('gray').
+
+    'rgb': colour jitter with probability 0.8, then grayscale with probability 0.2.
+    'gray': `gray_jitter` with probability 0.8 (the same seeds as 'rgb'). 'none': unchanged.
 
     Args:
       image: (h, w, 3) float32 in [0, 1].
       seed: (2,) int32/int64.
       strength: colour jitter strength.
+      mode: 'rgb', 'gray' or 'none' (resolve 'auto' with `resolve_color_distortion`).
 
     Returns:
       (h, w, 3) float32 in [0, 1].
     """
     jitter_seed, jitter_coin, gray_coin = _sub_seeds(seed, 3)
+    if mode == "none":
+        return image
+    if mode == "gray":
+        return _random_apply(lambda x: gray_jitter(x, jitter_seed, strength), image,
+                             jitter_coin, JITTER_PROBABILITY)
+    if mode != "rgb":
+        raise ValueError(f"color distortion must be 'rgb', 'gray' or 'none', got {mode!r}")
     image = _random_apply(lambda x: color_jitter(x, jitter_seed, strength), image,
                           jitter_coin, JITTER_PROBABILITY)
     return _random_apply(to_grayscale, image, gray_coin, GRAYSCALE_PROBABILITY)
@@ -299,7 +386,8 @@ def random_blur(image, seed, size, p=0.5):
                    lambda: tf.identity(image))
 
 
-def preprocess_for_pretrain(image, seed, size, color_jitter_strength=1.0, use_blur=True):
+def preprocess_for_pretrain(image, seed, size, color_jitter_strength=1.0, use_blur=True,
+                            area_range=CROP_AREA_RANGE, color_distortion="auto"):
     """One SimCLR pretraining view: crop, flip, colour distortion, blur, clip.
 
     Args:
@@ -308,24 +396,27 @@ def preprocess_for_pretrain(image, seed, size, color_jitter_strength=1.0, use_bl
       size: output side.
       color_jitter_strength: colour jitter strength s.
       use_blur: whether to blur with probability 0.5.
+      area_range: crop area bounds as fractions of the image (see `sample_crop_box`).
+      color_distortion: 'auto' (grey for single-channel `image`), 'rgb', 'gray' or 'none'.
 
     Returns:
       (size, size, 3) float32 in [0, 1].
     """
+    mode = resolve_color_distortion(color_distortion, _source_channels(image))
     # The blur seed is split off even without blur, so switching blur off keeps the rest.
     crop_seed, flip_seed, color_seed, blur_seed = _sub_seeds(seed, 4)
-    image = random_resized_crop(to_rgb_float(image), crop_seed, size)
+    image = random_resized_crop(to_rgb_float(image), crop_seed, size, area_range)
     image = random_flip(image, flip_seed)
-    image = random_color_distortion(image, color_seed, color_jitter_strength)
+    image = random_color_distortion(image, color_seed, color_jitter_strength, mode)
     if use_blur:
         image = random_blur(image, blur_seed, size)
     return tf.ensure_shape(tf.clip_by_value(image, 0.0, 1.0), [size, size, 3])
 
 
-def preprocess_for_finetune(image, seed, size):
+def preprocess_for_finetune(image, seed, size, area_range=CROP_AREA_RANGE):
     """Random resized crop and flip only (fine-tuning and distillation): (size, size, 3)."""
     crop_seed, flip_seed = _sub_seeds(seed, 2)
-    image = random_resized_crop(to_rgb_float(image), crop_seed, size)
+    image = random_resized_crop(to_rgb_float(image), crop_seed, size, area_range)
     return tf.ensure_shape(random_flip(image, flip_seed), [size, size, 3])
 
 
@@ -358,17 +449,20 @@ def preprocess_for_eval(image, size, crop_proportion=0.875, center_crop=True):
     return tf.ensure_shape(_resize(image, size), [size, size, 3])
 
 
-def two_views(image, seed, size, color_jitter_strength=1.0, use_blur=True):
+def two_views(image, seed, size, color_jitter_strength=1.0, use_blur=True,
+              area_range=CROP_AREA_RANGE, color_distortion="auto"):
     """Two independent pretraining views stacked on channels.
 
     Args:
       image: any image `to_rgb_float` accepts.
       seed: (2,) int32/int64; each view gets a seed split from it.
-      size, color_jitter_strength, use_blur: as in `preprocess_for_pretrain`.
+      size, color_jitter_strength, use_blur, area_range, color_distortion: as in
+        `preprocess_for_pretrain`.
 
     Returns:
       (size, size, 6) float32: view 1 in channels 0:3, view 2 in 3:6.
     """
-    views = [preprocess_for_pretrain(image, view_seed, size, color_jitter_strength, use_blur)
+    views = [preprocess_for_pretrain(image, view_seed, size, color_jitter_strength, use_blur,
+                                     area_range, color_distortion)
              for view_seed in _sub_seeds(seed, 2)]
     return tf.concat(views, axis=-1)  # (size, size, 6)

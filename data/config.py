@@ -5,7 +5,9 @@ are the embedded CPU setting (Fashion-MNIST at 32 px, weaker colour jitter, no b
 ImageNet setting is `DataConfig.imagenet()`.
 """
 import dataclasses
-from typing import Optional
+from typing import Optional, Tuple
+
+HOLDOUT_SPLIT = 'holdout'  # eval_split naming the held-out part of train_split
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,6 +33,15 @@ class DataConfig:
         class-balanced (for ImageNet use the official 'imagenet2012_subset/1pct' instead).
       labels_per_class: if set, keep this many labelled examples per class instead.
       subset_seed: seed of the class-balanced labelled-subset selection.
+      holdout_fraction: fraction of each class of train_split held out for validation
+        (round(fraction * class count) per class; 0 = none). The draw has a fixed seed of its
+        own (data.subsets.HOLDOUT_SEED), not `seed`, so every run of a study holds out the same
+        images; no training stage reads them, labelled subsets are drawn from the rest, and
+        eval_split='holdout' evaluates on them.
+      crop_area_range: (low, high) bounds of the random resized crop's area as a fraction of
+        the image, for every training crop (pretraining, fine-tuning, distillation).
+      color_distortion: 'auto' (greyscale jitter for single-channel images, SimCLR's colour
+        distortion otherwise), 'rgb', 'gray' or 'none' (see data.augment).
       color_jitter_strength: SimCLR colour-jitter strength s (paper: 1.0 on ImageNet).
       use_blur: Gaussian blur in the pretraining augmentation (paper: on for ImageNet).
       cache: cache decoded uint8 images in memory before augmentation (small data sets only).
@@ -48,6 +59,9 @@ class DataConfig:
     label_fraction: float = 1.0
     labels_per_class: Optional[int] = None
     subset_seed: int = 0
+    holdout_fraction: float = 0.0
+    crop_area_range: Tuple[float, float] = (0.08, 1.0)
+    color_distortion: str = 'auto'
     color_jitter_strength: float = 0.5
     use_blur: bool = False
     cache: bool = True

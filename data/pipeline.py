@@ -10,6 +10,10 @@ Augmentations are stateless: example `index` in epoch `epoch` is augmented with 
 fold_in(fold_in([cfg.seed, 0], epoch), index), so every epoch differs, a seed reproduces
 the stream, and an example's pixels do not depend on the number of replicas or workers.
 
+With cfg.holdout_fraction > 0 a class-balanced part of the train split is held out
+(`holdout_mask`): the training pipelines skip it, labelled subsets are drawn from the rest,
+and the evaluation pipeline reads it for eval split 'holdout'.
+
 Batches (b = per-replica batch size, s = cfg.image_size):
   pretrain: {'image': (b, s, s, 6) float32, two views on channels, 'label', 'index'}
   finetune, eval: {'image': (b, s, s, 3) float32, 'label', 'index'}
@@ -24,7 +28,7 @@ import tensorflow as tf
 from data import augment
 from data import source as source_lib
 from data import subsets
-from data.config import DataConfig
+from data.config import HOLDOUT_SPLIT, DataConfig
 
 InputFn = Callable[[tf.distribute.InputContext], tf.data.Dataset]
 AUTOTUNE = tf.data.AUTOTUNE
@@ -78,6 +82,31 @@ def _finish(ds: tf.data.Dataset, cfg: DataConfig, batch_size: int,
     return ds.with_options(options).prefetch(AUTOTUNE)
 
 
+def holdout_mask(source: source_lib.Source, cfg: DataConfig) -> np.ndarray:
+    """(examples in the train split,) bool: the held-out validation examples (see DataConfig).
+
+    Raises:
+      ValueError: a holdout is asked of a source without labels (it is drawn per class).
+    """
+    labels = source.labels(cfg.train_split)
+    if cfg.holdout_fraction and source.num_classes == 0:
+        raise ValueError(f'{source.name} has no labels, so no class-balanced holdout can be '
+                         'drawn; use --holdout_fraction=0.')
+    indices = subsets.holdout_indices(labels, cfg.holdout_fraction)
+    return subsets.label_mask(len(labels), indices)
+
+
+def training_mask(source: source_lib.Source, cfg: DataConfig) -> Optional[np.ndarray]:
+    """(examples,) bool: the train-split examples training may read; None = all of them."""
+    if not cfg.holdout_fraction:
+        return None  # no filter at all: the stream stays what it was without a holdout
+    return ~holdout_mask(source, cfg)
+
+
+def _augment_options(cfg: DataConfig) -> dict:
+    return dict(area_range=tuple(cfg.crop_area_range))
+
+
 def _training_input_fn(source, cfg, global_batch_size, preprocess, keep=None,
                        start_step=0) -> InputFn:
     """input_fn of an endless, shuffled, augmented stream; preprocess(example, seed) -> dict.
@@ -112,17 +141,20 @@ def pretrain_input_fn(source: source_lib.Source, cfg: DataConfig,
     """Two SimCLR views of every training image (labels are passed along, never needed)."""
     def preprocess(ex, seed):
         image = augment.two_views(ex['image'], seed, cfg.image_size,
-                                  cfg.color_jitter_strength, cfg.use_blur)  # (s, s, 6)
+                                  cfg.color_jitter_strength, cfg.use_blur,
+                                  color_distortion=cfg.color_distortion,
+                                  **_augment_options(cfg))  # (s, s, 6)
         return {'image': image, **_label_and_index(ex)}
     return _training_input_fn(source, cfg, global_batch_size, preprocess,
-                              start_step=start_step)
+                              keep=training_mask(source, cfg), start_step=start_step)
 
 
 def labelled_mask(source: source_lib.Source, cfg: DataConfig) -> np.ndarray:
     """(examples in the train split,) bool: examples whose label fine-tuning may use.
 
     All labelled examples, or the class-balanced subset of data.subsets when
-    cfg.label_fraction < 1 or cfg.labels_per_class is set.
+    cfg.label_fraction < 1 or cfg.labels_per_class is set; never a held-out one (the subset
+    is drawn from the examples outside the holdout).
 
     Raises:
       ValueError: the source has no labels.
@@ -130,6 +162,8 @@ def labelled_mask(source: source_lib.Source, cfg: DataConfig) -> np.ndarray:
     if source.num_classes == 0:
         raise ValueError(f'{source.name} has no labels: it can be used for pretraining only.')
     labels = source.labels(cfg.train_split)
+    if cfg.holdout_fraction:
+        labels = np.where(holdout_mask(source, cfg), -1, labels)  # as if unlabelled
     if not cfg.uses_label_subset:
         return labels >= 0
     indices = subsets.labelled_indices(
@@ -142,7 +176,8 @@ def finetune_input_fn(source: source_lib.Source, cfg: DataConfig,
                       global_batch_size: int, start_step: int = 0) -> InputFn:
     """Random crop and flip of the labelled training examples (a subset: see labelled_mask)."""
     def preprocess(ex, seed):
-        image = augment.preprocess_for_finetune(ex['image'], seed, cfg.image_size)
+        image = augment.preprocess_for_finetune(ex['image'], seed, cfg.image_size,
+                                                **_augment_options(cfg))
         return {'image': image, **_label_and_index(ex)}
     return _training_input_fn(source, cfg, global_batch_size, preprocess,
                               keep=labelled_mask(source, cfg), start_step=start_step)
@@ -150,7 +185,7 @@ def finetune_input_fn(source: source_lib.Source, cfg: DataConfig,
 
 def distill_input_fn(source: source_lib.Source, cfg: DataConfig,
                      global_batch_size: int, start_step: int = 0) -> InputFn:
-    """Random crop and flip of every training example, labelled or not.
+    """Random crop and flip of every training example (outside the holdout), labelled or not.
 
     'label_mask' (float32) is 1.0 for the examples whose label may be used (the labelled
     subset, for the paper's Eq. 3) and 0.0 elsewhere; there 'label' is set to -1 so that
@@ -163,26 +198,40 @@ def distill_input_fn(source: source_lib.Source, cfg: DataConfig,
         in_subset = lambda ex: ex['label'] >= 0  # noqa: E731
 
     def preprocess(ex, seed):
-        image = augment.preprocess_for_finetune(ex['image'], seed, cfg.image_size)
+        image = augment.preprocess_for_finetune(ex['image'], seed, cfg.image_size,
+                                                **_augment_options(cfg))
         labelled = in_subset(ex)
         label = tf.where(labelled, tf.cast(ex['label'], tf.int32), -1)
         return {'image': image, 'label': label, 'label_mask': tf.cast(labelled, tf.float32),
                 'index': ex['index']}
     return _training_input_fn(source, cfg, global_batch_size, preprocess,
-                              start_step=start_step)
+                              keep=training_mask(source, cfg), start_step=start_step)
 
 
 def num_train_examples(source: source_lib.Source, cfg: DataConfig, train_mode: str) -> int:
-    """Examples in one epoch of `train_mode`: the labelled subset when fine-tuning."""
+    """Examples in one epoch of `train_mode`: the labelled subset when fine-tuning.
+
+    Held-out examples are not counted: no training stage reads them.
+    """
     if train_mode == 'finetune':
         return int(labelled_mask(source, cfg).sum())
-    return source.num_examples(cfg.train_split)
+    held_out = int(holdout_mask(source, cfg).sum()) if cfg.holdout_fraction else 0
+    return source.num_examples(cfg.train_split) - held_out
 
 
 def eval_input_fn(source: source_lib.Source, cfg: DataConfig, global_batch_size: int,
-                  split: Optional[str] = None) -> InputFn:
-    """One pass over cfg.eval_split (or `split`), centre-cropped, in order, last batch partial."""
+                  split: Optional[str] = None, keep: Optional[np.ndarray] = None) -> InputFn:
+    """One pass over cfg.eval_split (or `split`), centre-cropped, in order, last batch partial.
+
+    Split 'holdout' is the held-out part of cfg.train_split; `keep` (bool per example index)
+    restricts the pass to some examples.
+    """
     split = split or cfg.eval_split
+    if split == HOLDOUT_SPLIT:
+        if not cfg.holdout_fraction:
+            raise ValueError("eval split 'holdout' needs a holdout: set --holdout_fraction > 0.")
+        held_out = holdout_mask(source, cfg)
+        split, keep = cfg.train_split, held_out if keep is None else held_out & keep
     source.check_split(split)
     center_crop = cfg.image_size >= EVAL_CENTER_CROP_MIN_SIZE
 
@@ -193,7 +242,7 @@ def eval_input_fn(source: source_lib.Source, cfg: DataConfig, global_batch_size:
 
     def input_fn(input_context: tf.distribute.InputContext) -> tf.data.Dataset:
         batch_size = per_replica_batch_size(input_context, global_batch_size)
-        ds = _examples(source, cfg, split, input_context)
+        ds = _examples(source, cfg, split, input_context, keep)
         ds = ds.map(preprocess, num_parallel_calls=AUTOTUNE)
         return _finish(ds, cfg, batch_size, drop_remainder=False)
     return input_fn

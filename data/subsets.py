@@ -52,6 +52,40 @@ def labelled_indices(labels: np.ndarray, fraction: Optional[float] = None,
     return np.sort(np.concatenate(chosen)).astype(np.int64)
 
 
+HOLDOUT_SEED = 20261213  # fixed: the held-out split must not change with a run's --seed
+
+
+def holdout_indices(labels: np.ndarray, fraction: float, seed: int = HOLDOUT_SEED) -> np.ndarray:
+    """A class-balanced validation split: round(fraction * n_c) examples of each class c.
+
+    Python's round (halves to even); drawn without replacement with
+    np.random.default_rng(seed), classes in increasing order. Unlabelled examples (-1) are
+    never held out.
+
+    Args:
+      labels: (n,) int class of each example, ordered by example index.
+      fraction: fraction of each class to hold out, in [0, 1); 0 gives none.
+      seed: seed of the draw; the default is the same for every run.
+
+    Returns:
+      (k,) int64 sorted indices of the held-out examples.
+
+    Raises:
+      ValueError: fraction outside [0, 1).
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f'holdout fraction must be in [0, 1), got {fraction}.')
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for c in np.unique(labels[labels >= 0]):
+        members = np.flatnonzero(labels == c)
+        chosen.append(rng.choice(members, size=round(fraction * len(members)), replace=False))
+    if not chosen:
+        return np.zeros([0], np.int64)
+    return np.sort(np.concatenate(chosen)).astype(np.int64)
+
+
 def label_mask(num_examples: int, indices: np.ndarray) -> np.ndarray:
     """(num_examples,) bool, True at `indices` (the labelled examples)."""
     mask = np.zeros([num_examples], bool)

@@ -48,9 +48,19 @@ def value(flag_values, name):
     return flag_values[name].value
 
 
+def crop_area_range(text: str):
+    """'0.08,1.0' -> (0.08, 1.0); ValueError when it is not two numbers."""
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) != 2:
+        raise ValueError(f"expected two numbers 'low,high', got {text!r}")
+    return float(parts[0]), float(parts[1])
+
+
 def data_config(f) -> DataConfig:
     use_blur = f.use_blur if f.use_blur is not None else f.image_size > 32
     return DataConfig(
+        holdout_fraction=f.holdout_fraction, crop_area_range=crop_area_range(f.crop_area_range),
+        color_distortion=f.color_distortion,
         dataset=f.dataset, data_dir=f.data_dir, manual_dir=f.manual_dir, download=f.download,
         train_split=f.train_split, eval_split=f.eval_split, image_size=f.image_size,
         label_fraction=value(f, "label_fraction"), labels_per_class=f.labels_per_class,
@@ -101,7 +111,9 @@ def run_config(f: absl_flags.FlagValues, num_train_examples: int,
         lineareval_while_pretraining=f.lineareval_while_pretraining,
         eval_batch_size=f.eval_batch_size, eval_steps=f.eval_steps, precision=f.precision,
         jit_compile=f.jit_compile, progress_bar=f.progress_bar,
-        class_names=tuple(class_names))
+        class_names=tuple(class_names), knn=cfg_lib.KnnConfig(
+            every_steps=f.knn_every_steps, k=f.knn_k, temperature=f.knn_temperature,
+            bank_size=f.knn_bank_size, eval_examples=f.knn_eval_examples))
 
 
 def _head_classes(f, num_classes: int) -> int:

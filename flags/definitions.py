@@ -33,6 +33,17 @@ flags.DEFINE_bool("cache_dataset", True, "Cache decoded images in memory.")
 flags.DEFINE_float("color_jitter_strength", 0.5, "Colour distortion strength s "
                    "(ImageNet 1.0, CIFAR-like data 0.5).")
 flags.DEFINE_bool("use_blur", None, "Gaussian blur in pretraining (default: on above 32 px).")
+flags.DEFINE_float("holdout_fraction", 0.0, "Hold out this fraction of each class of "
+                   "train_split for validation (same images whatever --seed; 0 = none): no "
+                   "stage trains on them, labelled subsets come from the rest, and "
+                   "--eval_split=holdout evaluates on them (e.g. 0.0833 = 500 per class of "
+                   "Fashion-MNIST).")
+flags.DEFINE_string("crop_area_range", "0.08,1.0", "low,high: area of the random resized "
+                    "crop as a fraction of the image, for every training crop.")
+flags.DEFINE_enum("color_distortion", "auto", ["auto", "rgb", "gray", "none"],
+                  "Pretraining colour distortion: rgb = SimCLR's (jitter + greyscale), gray = "
+                  "brightness, contrast and gamma (what acts on single-channel images), auto = "
+                  "gray for single-channel data sets, rgb otherwise.")
 
 # --- model ---------------------------------------------------------------------------------
 flags.DEFINE_integer("resnet_depth", 18, "ResNet depth: 18, 34, 50, 101, 152, 200.")
@@ -80,6 +91,19 @@ flags.DEFINE_integer("eval_batch_size", 256, "Evaluation batch.")
 flags.DEFINE_integer("eval_steps", 0, "Evaluation steps; 0 = the whole split.")
 flags.DEFINE_integer("eval_timeout", 600, "mode=eval: seconds to wait for the next checkpoint "
                      "in model_dir before giving up (0 = do not wait).")
+
+# --- online kNN monitor ----------------------------------------------------------------------
+flags.DEFINE_integer("knn_every_steps", 0, "Every N steps, cosine kNN top-1 of final_avg_pool "
+                     "features (labelled bank vs held-out images), TensorBoard knn/top1 and a "
+                     "progress line; 0 = off.")
+flags.DEFINE_integer("knn_k", 20, "Neighbours of the kNN monitor.")
+flags.DEFINE_float("knn_temperature", 0.07, "kNN vote weight exp(similarity / T) (InstDisc, "
+                   "solo-learn); 0 = plain majority.")
+flags.DEFINE_integer("knn_bank_size", 0, "Labelled training images in the kNN bank "
+                     "(class-balanced); 0 = all labelled ones (kept in memory: ~12 KB each "
+                     "at 32 px).")
+flags.DEFINE_integer("knn_eval_examples", 0, "Held-out images the kNN monitor scores (the "
+                     "holdout split if any, else eval_split); 0 = all.")
 
 # --- checkpoints ---------------------------------------------------------------------------
 flags.DEFINE_string("model_dir", None, "Where checkpoints, SavedModels and logs go "

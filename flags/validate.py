@@ -87,6 +87,31 @@ def _check_data(f):
                  f"--dataset={f.dataset}: {path} is not a directory of images.")
 
 
+def _check_holdout_and_augment(f):
+    _require(0.0 <= f.holdout_fraction < 1.0,
+             f"--holdout_fraction={f.holdout_fraction}: must be in [0, 1) (0 = no holdout; "
+             "e.g. 0.0833 holds out 1/12 of each class).")
+    _require(f.eval_split != "holdout" or f.holdout_fraction > 0,
+             "--eval_split=holdout needs --holdout_fraction > 0 (the part of train_split "
+             "held out).")
+    try:
+        low, high = configs.crop_area_range(f.crop_area_range)
+    except ValueError:
+        low = high = float("nan")
+    _require(0.0 < low <= high <= 1.0,
+             f"--crop_area_range={f.crop_area_range}: use 'low,high' with 0 < low <= high <= 1 "
+             "(default 0.08,1.0).")
+
+
+def _check_knn(f):
+    for name in ("knn_every_steps", "knn_bank_size", "knn_eval_examples"):
+        _require(f[name].value >= 0, f"--{name}={f[name].value}: must be >= 0 (0 = "
+                 f"{'off' if name == 'knn_every_steps' else 'all'}).")
+    _require(f.knn_k >= 1, f"--knn_k={f.knn_k}: must be >= 1 (e.g. 20).")
+    _require(f.knn_temperature >= 0,
+             f"--knn_temperature={f.knn_temperature}: must be >= 0 (0 = majority vote).")
+
+
 def _check_stage(f):
     if f.train_mode == "finetune" and f.mode != "eval":
         _require(bool(f.checkpoint) != bool(f.from_scratch),
@@ -126,7 +151,7 @@ def _check_model_dir(f):
 def validate(f) -> None:
     """Raises FlagError with a one-line message for the first bad flag."""
     for check in (_check_model, _check_objective, _check_optimisation, _check_data,
-                  _check_stage, _check_model_dir):
+                  _check_holdout_and_augment, _check_knn, _check_stage, _check_model_dir):
         check(f)
 
 

@@ -154,6 +154,31 @@ class TrainConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class KnnConfig:
+    """The online kNN monitor (tf2/monitor.py), off by default: big data sets pay nothing.
+
+    Attributes:
+      every_steps: evaluate every this many steps (and at the first and last); 0 = off.
+      k: neighbours per query.
+      temperature: vote weight exp(similarity / temperature) (InstDisc, solo-learn: 0.07);
+        0 = plain majority vote.
+      bank_size: labelled training images in the bank (class-balanced draw from the
+        labelled ones); 0 = all of them.
+      eval_examples: held-out images (holdout split if any, else eval split) scored, the
+        first ones in index order; 0 = all.
+    """
+    every_steps: int = 0
+    k: int = 20
+    temperature: float = 0.07
+    bank_size: int = 0
+    eval_examples: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.every_steps > 0
+
+
+@dataclasses.dataclass(frozen=True)
 class RunConfig:
     """Everything one stage needs: the parts above plus where things go.
 
@@ -177,6 +202,7 @@ class RunConfig:
       class_names: the training data's class names, label k = class_names[k] (empty when
         unlabelled or unknown); config.json and the SavedModels record them so that a later
         evaluation, resume or distillation can check that its data mean the same classes.
+      knn: the online kNN monitor.
     """
     model: ModelConfig
     head: HeadConfig
@@ -200,6 +226,7 @@ class RunConfig:
     jit_compile: bool = False
     progress_bar: Optional[bool] = None
     class_names: tuple = ()
+    knn: KnnConfig = KnnConfig()
 
     @property
     def export_dir(self) -> str:
@@ -208,7 +235,7 @@ class RunConfig:
     def hparams(self) -> dict:
         """Flat {name: value} of scalar settings, for TensorBoard's hparams plugin."""
         flat = {"train_mode": self.train_mode, "precision": self.precision}
-        for part in ("model", "head", "loss", "memory", "optimizer", "train", "data"):
+        for part in ("model", "head", "loss", "memory", "optimizer", "train", "data", "knn"):
             for key, value in dataclasses.asdict(getattr(self, part)).items():
                 if isinstance(value, (bool, int, float, str)):
                     flat[f"{part}.{key}"] = value
@@ -232,6 +259,7 @@ def load_run_config(path: str, data) -> RunConfig:
     with open(path) as f:
         raw = json.load(f)
     parts = {name: cls(**raw.pop(name)) for name, cls in _PARTS.items()}
+    parts["knn"] = KnnConfig(**raw.pop("knn", {}))  # absent from configs written before it
     raw.pop("data", None)
     raw["class_names"] = tuple(raw.get("class_names", ()))  # JSON lists; absent before 2026-12
     return RunConfig(**parts, data=data, **raw)

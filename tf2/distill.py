@@ -14,6 +14,7 @@ from checkpoints import warm_start as warm_start_lib
 from checkpoints import manager as ckpt_lib
 from data import pipeline
 from tf2 import finetune, losses, loop, model as model_lib, optimizers
+from tf2 import monitor as monitor_lib
 from tf2.config import RunConfig
 
 
@@ -102,6 +103,7 @@ def run(cfg: RunConfig, strategy, source, is_chief=True, record=None) -> str:
         step_fn = make_step_fn(cfg, student, optimizer, teacher, source.num_classes)
     parts = loop.StageParts(
         model=student, optimizer=optimizer, step_fn=step_fn,
+        monitor=monitor_lib.build(cfg, source, student, is_chief),
         make_input_fn=lambda start: pipeline.distill_input_fn(
             source, cfg.data, cfg.train.train_batch_size, start_step=start))
     loop.run_stage(cfg, strategy, parts, is_chief=is_chief, record=record)

@@ -9,6 +9,7 @@ import tensorflow as tf
 from checkpoints import warm_start as warm_start_lib
 from data import pipeline
 from tf2 import losses, loop, model as model_lib, optimizers
+from tf2 import monitor as monitor_lib
 from tf2.config import RunConfig
 
 
@@ -54,6 +55,7 @@ def run(cfg: RunConfig, strategy, source, is_chief=True, record=None) -> str:
         step_fn = make_step_fn(cfg, model, optimizer, source.num_classes)
     parts = loop.StageParts(
         model=model, optimizer=optimizer, step_fn=step_fn,
+        monitor=monitor_lib.build(cfg, source, model, is_chief),
         make_input_fn=lambda start: pipeline.finetune_input_fn(
             source, cfg.data, cfg.train.train_batch_size, start_step=start))
     loop.run_stage(cfg, strategy, parts, is_chief=is_chief, record=record)

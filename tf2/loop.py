@@ -40,6 +40,7 @@ class StageParts:
         exact stream: distributed iterators cannot be checkpointed in TF 2.21).
       extra_state: more checkpointed objects (EMA model, memory queue).
       summary_images: optional batch key whose images go to TensorBoard once.
+      monitor: optional `tf2.monitor.KnnMonitor`, asked between compiled calls.
     """
     model: keras.Model
     optimizer: keras.optimizers.Optimizer
@@ -47,6 +48,7 @@ class StageParts:
     make_input_fn: Callable[[int], Callable]
     extra_state: Dict[str, object] = dataclasses.field(default_factory=dict)
     summary_images: Optional[str] = "image"
+    monitor: Optional[object] = None
 
 
 def make_multi_step(strategy, step_fn: StepFn, jit_compile=False):
@@ -183,6 +185,8 @@ def _train(cfg, strategy, parts, manager, writer, stop, record=None) -> Dict[str
         writer.images(0, "augmented_views", _first_batch_images(
             strategy, parts.make_input_fn(0), parts.summary_images))
     metrics, last_saved = {}, start
+    if parts.monitor is not None and start == 0:
+        _monitor(parts.monitor, 0, writer, progress)
     while (step := int(step_var.numpy())) < total:
         n = min(per_loop, total - step)
         tic = time.perf_counter()
@@ -193,6 +197,8 @@ def _train(cfg, strategy, parts, manager, writer, stop, record=None) -> Dict[str
         writer.scalars(step, {**{f"train/{k}": v for k, v in metrics.items()},
                               "train/images_per_second": ips})
         progress.update(step, metrics, ips)
+        if parts.monitor is not None and parts.monitor.due(step - n, step, total):
+            _monitor(parts.monitor, step, writer, progress)
         if step - last_saved >= save_every or step >= total or stop.requested:
             if record is not None:
                 record.saving()
@@ -203,6 +209,15 @@ def _train(cfg, strategy, parts, manager, writer, stop, record=None) -> Dict[str
             raise SystemExit(_preempted_message(step, cfg.model_dir))
     progress.close()
     return metrics
+
+
+def _monitor(monitor, step, writer, progress):
+    """Scores the current weights between two compiled calls; the training stream is not
+    touched (the monitor has its own data and calls the model with training=False)."""
+    scores = monitor()
+    writer.scalars(step, scores)
+    shown = "  ".join(f"{name} {value:.4f}" for name, value in scores.items())
+    progress.message(f"step {step}/{progress.total_steps}  {shown}  ({monitor.describe()})")
 
 
 def _check_finite(metrics, step, manager):

@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from data import pipeline
 from tf2 import losses, loop, memory, model as model_lib, optimizers
+from tf2 import monitor as monitor_lib
 from tf2.config import RunConfig
 
 
@@ -87,6 +88,7 @@ def run(cfg: RunConfig, strategy, source, is_chief=True, record=None) -> str:
     extra = {} if queue is None else {"ema_model": ema_model, "memory_queue": queue}
     parts = loop.StageParts(
         model=model, optimizer=optimizer, step_fn=step_fn, extra_state=extra,
+        monitor=monitor_lib.build(cfg, source, model, is_chief),
         make_input_fn=lambda start: pipeline.pretrain_input_fn(
             source, cfg.data, cfg.train.train_batch_size, start_step=start))
     loop.run_stage(cfg, strategy, parts, is_chief=is_chief, record=record)

@@ -251,6 +251,12 @@ class Progress:
         parts.append("eta " + (format_duration(eta) if eta is not None else "-:--:--"))
         return "  ".join(parts)
 
+    def message(self, text: str) -> None:
+        """Prints `text` on a line of its own (ending a live bar's line first)."""
+        self.close()
+        self._stream.write(text + "\n")
+        self._stream.flush()
+
     def close(self) -> None:
         """Ends the bar's line so that later output starts on a fresh one."""
         if self._bar and self._line_len:

@@ -371,3 +371,110 @@ def test_two_views_are_pretrain_views_of_split_seeds():
             view, augment.preprocess_for_pretrain(image, view_seed, 16, 0.5).numpy())
     assert np.abs(views[..., :3] - views[..., 3:]).max() > 0.05
     assert views.min() >= 0.0 and views.max() <= 1.0
+
+
+# ------------------------------------------------------------------ crop area range (flag)
+
+@pytest.mark.parametrize("low, high", [(0.3, 0.7), (0.2, 0.2), (0.5, 0.75)])
+def test_crop_area_range_statistics(low, high):
+    # A square image and areas <= 0.75: every candidate fits (a * r <= 1 and a / r <= 1 for
+    # r in [3/4, 4/3]), so the area fraction is U(low, high) up to rounding the sides.
+    side = 200
+    boxes = _over_seeds(lambda s: augment.sample_crop_box(tf.constant([side, side, 1]), s,
+                                                          area_range=(low, high)))
+    area = boxes[:, 2].astype(np.float64) * boxes[:, 3] / side ** 2
+    slack = 2.0 / side  # one pixel more or less on each side
+    assert area.min() >= low - slack and area.max() <= high + slack
+    assert abs(area.mean() - (low + high) / 2) < 0.01
+    assert abs(area.std() - (high - low) / np.sqrt(12)) < 0.01
+    if high > low:  # the whole range is used
+        assert area.min() < low + 0.02 * (high - low) + slack
+        assert area.max() > high - 0.02 * (high - low) - slack
+
+
+def test_crop_area_range_reaches_every_training_view():
+    image = (_random_image((28, 28, 1), seed=2) * 255).astype(np.uint8)
+    seed = tf.constant([3, 4], tf.int64)
+    whole = {"pretrain": lambda r: augment.preprocess_for_pretrain(
+                 image, seed, 28, use_blur=False, color_distortion="none", area_range=r),
+             "finetune": lambda r: augment.preprocess_for_finetune(image, seed, 28,
+                                                                   area_range=r)}
+    for name, fn in whole.items():
+        # Area 1 leaves only the whole image (maybe flipped); the default range crops.
+        got = fn((1.0, 1.0)).numpy()[..., 0]
+        full = image[..., 0] / 255.0
+        assert (np.abs(got - full).max() < 1e-5 or np.abs(got - full[:, ::-1]).max() < 1e-5), name
+        assert np.abs(fn((0.08, 1.0)).numpy()[..., 0] - got).max() > 0.05, name
+
+
+# ------------------------------------------------------------------ colour distortion modes
+
+def _numpy_gray_jitter(x, factors, order):
+    ops = (lambda x, f: np.clip(x * f, 0, 1),
+           lambda x, f: np.clip((x - x.mean(axis=(0, 1))) * f + x.mean(axis=(0, 1)), 0, 1),
+           lambda x, f: np.clip(x ** f, 0, 1))
+    for k in order:
+        x = ops[k](x, factors[k])
+    return x
+
+
+def test_gamma_hand_computed():
+    pixel = np.array([[[0.25, 0.0, 1.0]]], np.float32)
+    np.testing.assert_allclose(augment.adjust_gamma(pixel, 0.5).numpy(), [[[0.5, 0.0, 1.0]]],
+                               atol=1e-6)
+    np.testing.assert_allclose(augment.adjust_gamma(pixel, 2.0).numpy(),
+                               [[[0.0625, 0.0, 1.0]]], atol=1e-6)
+
+
+def test_gray_jitter_matches_numpy_in_sampled_order():
+    image = np.tile(_random_image((5, 6, 1), seed=9), (1, 1, 3))  # grey, 3 channels
+    fixed = np.array([1.3, 0.6, 0.8], np.float32)
+    for order in ([0, 1, 2], [2, 1, 0], [1, 2, 0]):
+        got = augment.apply_jitter(image, tf.constant(fixed), tf.constant(order),
+                                   augment.GRAY_JITTER_OPS)
+        np.testing.assert_allclose(got.numpy(), _numpy_gray_jitter(
+            image.astype(np.float64), fixed, order), atol=2e-5)
+    for k in range(3):
+        factors, order = augment.sample_gray_jitter(_seed(k), 0.5)
+        np.testing.assert_allclose(augment.gray_jitter(image, _seed(k), 0.5).numpy(),
+                                   _numpy_gray_jitter(image.astype(np.float64),
+                                                      factors.numpy(), order.numpy()),
+                                   atol=2e-5)
+
+
+def test_gray_jitter_parameter_statistics():
+    factors, order = _over_seeds(lambda s: augment.sample_gray_jitter(s, 0.5))
+    # Strength 0.5: brightness, contrast U(0.6, 1.4); log gamma U(-log 1.4, log 1.4).
+    rel = np.stack([(factors[:, 0] - 0.6) / 0.8, (factors[:, 1] - 0.6) / 0.8,
+                    (np.log(factors[:, 2]) + np.log(1.4)) / (2 * np.log(1.4))], axis=1)
+    assert rel.min() >= -1e-5 and rel.max() <= 1 + 1e-5
+    np.testing.assert_allclose(rel.mean(axis=0), 0.5, atol=0.02)
+    np.testing.assert_allclose(np.quantile(rel, [0.1, 0.9], axis=0), [[0.1] * 3, [0.9] * 3],
+                               atol=0.03)
+    assert (np.sort(order, axis=1) == np.arange(3)).all()
+    np.testing.assert_allclose(np.bincount(order[:, 0], minlength=3) / DRAWS, 1 / 3, atol=0.04)
+
+
+def test_gray_mode_rates_none_mode_and_auto():
+    image = np.tile(_random_image((4, 4, 1), seed=5), (1, 1, 3))
+    outs = _over_seeds(lambda s: augment.random_color_distortion(image, s, 1.0, mode="gray"))
+    assert np.all((outs[..., 0] == outs[..., 1]) & (outs[..., 1] == outs[..., 2]))  # stays grey
+    jittered = ~np.all(outs == image, axis=(1, 2, 3))
+    assert abs(jittered.mean() - 0.8) < 0.035
+    none = _over_seeds(lambda s: augment.random_color_distortion(image, s, 1.0, mode="none"),
+                       draws=50)
+    np.testing.assert_array_equal(none, np.broadcast_to(image, none.shape))
+    assert augment.resolve_color_distortion("auto", 1) == "gray"
+    assert augment.resolve_color_distortion("auto", 3) == "rgb"
+    assert augment.resolve_color_distortion("rgb", 1) == "rgb"
+    with pytest.raises(ValueError, match="color distortion"):
+        augment.resolve_color_distortion("sepia", 3)
+    # 'auto' decides from the image as given: one channel -> grey jitter, three -> SimCLR's.
+    grey = (_random_image((20, 20, 1), seed=1) * 255).astype(np.uint8)
+    rgb = (_random_image((20, 20, 3), seed=1) * 255).astype(np.uint8)
+    for img, mode in ((grey, "gray"), (grey[..., 0], "gray"), (rgb, "rgb")):
+        for k in range(4):
+            np.testing.assert_array_equal(
+                augment.preprocess_for_pretrain(img, _seed(k), 16, 0.5).numpy(),
+                augment.preprocess_for_pretrain(img, _seed(k), 16, 0.5,
+                                                color_distortion=mode).numpy())

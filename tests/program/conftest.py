@@ -233,6 +233,13 @@ def job_interrupted(pool):
             "resumed": pool.run(args, "interrupted_3")}
 
 
+def job_knn(pool):
+    """The pretrain run with the kNN monitor every 4 steps (100-image bank, 64 test images)."""
+    args = [*PRETRAIN, *_fashion(pool), "--knn_every_steps=4", "--knn_bank_size=100",
+            "--knn_eval_examples=64", f"--model_dir={pool.model_dir('knn')}"]
+    return pool.run(args, "knn")
+
+
 def job_nan(pool):
     """A copy of the pretrain run resumed with a learning rate of 1e30: NaN after step 8.
 
@@ -303,6 +310,7 @@ JOBS = {
     "toy_distill": (("toy_finetune",), job_toy_distill),
     "evaluate": (("distill",), job_evaluate),
     "nan": (("pretrain",), job_nan),
+    "knn": ((), job_knn),
     "bfloat16": ((), job_bfloat16),
     "toy_finetune_bf16": (("toy_finetune",), job_toy_finetune_bf16),
     "toy_distill_bf16": (("toy_distill",), job_toy_distill_bf16),

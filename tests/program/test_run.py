@@ -75,6 +75,14 @@ def _check_eval_result(model_dir, step, num_examples):
     (["--mode=eval", "--model_dir={tmp}/missing"], "--model_dir="),
     (["--train_mode=finetune", "--checkpoint={tmp}/missing"], "--checkpoint="),
     (["--dataset=no_such_set", "--data_dir={tmp}"], "--dataset=no_such_set"),
+    (["--crop_area_range=0,1"], "--crop_area_range=0,1"),
+    (["--crop_area_range=0.6,0.3"], "--crop_area_range=0.6,0.3"),
+    (["--crop_area_range=0.2,1.5"], "--crop_area_range=0.2,1.5"),
+    (["--crop_area_range=abc"], "--crop_area_range=abc"),
+    (["--holdout_fraction=1"], "--holdout_fraction=1"),
+    (["--eval_split=holdout", "--mode=train_then_eval"], "--eval_split=holdout"),
+    (["--knn_k=0"], "--knn_k=0"),
+    (["--knn_every_steps=-1"], "--knn_every_steps=-1"),
 ])
 def test_bad_flag_exits_2_with_one_line_naming_it(args, named, tmp_path):
     args = [a.format(tmp=tmp_path) for a in args]
