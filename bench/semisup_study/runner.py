@@ -26,24 +26,19 @@ OVERHEAD_SECONDS = {"train": 40, "eval": 20}
 
 def cpu_info() -> dict:
     """CPU model and its native bfloat16 support (AVX512-BF16, AMX), from /proc/cpuinfo."""
-    model, flags = "unknown", set()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name") and model == "unknown":
-                    model = line.split(":", 1)[1].strip()
-                elif line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return {"model": model, "cpu_count": os.cpu_count(),
+    from tf2 import precision
+    text = precision.read_cpuinfo() or ""
+    flags = set(precision.cpu_flags(text))
+    return {"model": precision.cpu_model(text) or "unknown", "cpu_count": os.cpu_count(),
             "avx512_bf16": "avx512_bf16" in flags, "amx_bf16": "amx_bf16" in flags,
-            "amx_tile": "amx_tile" in flags}
+            "amx_tile": "amx_tile" in flags,
+            "auto_precision": precision.choose("auto", "cpu", text or None).policy}
 
 
 def precision_for(cpu: dict) -> str:
-    """bfloat16 where the CPU computes it natively; float32 otherwise (bf16 is slower there)."""
-    return "mixed_bfloat16" if cpu["amx_bf16"] or cpu["avx512_bf16"] else "float32"
+    """What run.py's --precision=auto picks on this CPU (tf2/precision.py), written out
+    explicitly in every command so that results.json says which precision made them."""
+    return cpu["auto_precision"]
 
 
 def pretrain_speed(cpu: dict) -> float:

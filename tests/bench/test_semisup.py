@@ -21,6 +21,7 @@ def _semisup():
 @pytest.fixture
 def study(tmp_path):
     cpu = {"model": "test", "cpu_count": 2, "avx512_bf16": False, "amx_bf16": False,
+           "auto_precision": "float32",
            "amx_tile": False}
     return _semisup().Study(P.FULL, "full", str(tmp_path), cpu)
 
