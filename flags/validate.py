@@ -44,9 +44,10 @@ def _check_model(f):
 
 
 # Gaussian blur convolves each view with a 1-D kernel of image_size / 10 px; TensorFlow's oneDNN
-# convolution aborts (SIGABRT, "Check failed: dtype() == expected_dtype") on such kernels from
-# about 1024 px (measured 2026-12: 1024 px with a 205 px kernel, 1536 and 2048 px); 512 px ran.
-MAX_BLUR_IMAGE_SIZE = 512
+# convolution aborts (SIGABRT, "Check failed: dtype() == expected_dtype") on it from 896 px
+# (measured 2026-12 with data.augment.gaussian_blur in tf.data: 896, 960, 1024 px abort;
+# 512, 768 (three times), 800 and 832 px run), so blur stops at 768 px.
+MAX_BLUR_IMAGE_SIZE = 768
 
 
 def _check_image_size(f):

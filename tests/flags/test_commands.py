@@ -76,13 +76,13 @@ def test_this_command_repeats_the_arguments_quoted():
 
 
 @pytest.mark.parametrize("args, ok", [
-    (["--image_size=512"], True), (["--image_size=2048", "--use_blur=false"], True),
-    (["--image_size=513"], False), (["--image_size=32", "--use_blur"], True)])
+    (["--image_size=768"], True), (["--image_size=2048", "--use_blur=false"], True),
+    (["--image_size=769"], False), (["--image_size=32", "--use_blur"], True)])
 def test_blur_is_refused_above_the_size_onednn_survives(parse, args, ok):
     from flags import validate
     f = parse(*args)
     if ok:
         validate._check_image_size(f)
     else:
-        with pytest.raises(validate.FlagError, match="--image_size=513 with Gaussian blur"):
+        with pytest.raises(validate.FlagError, match="--image_size=769 with Gaussian blur"):
             validate._check_image_size(f)

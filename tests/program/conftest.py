@@ -187,10 +187,13 @@ def job_finetune(pool):
 
 
 def job_distill(pool):
-    """Self-distillation: the printed next command, with the teacher's SavedModel instead."""
+    """Self-distillation: the printed next command, with the teacher's SavedModel instead.
+
+    Training only: its printed next command is the evaluation (job_evaluate).
+    """
     finetune = pool.result("finetune").check()
     args = finetune.next_args() + [
-        f"--teacher={finetune.model_dir}/saved_model/4", "--mode=train_then_eval",
+        f"--teacher={finetune.model_dir}/saved_model/4", "--mode=train",
         "--train_steps=4", "--train_batch_size=16", f"--model_dir={pool.model_dir('distill')}"]
     return pool.run(args, "distill")
 
@@ -333,6 +336,7 @@ def make_toy_folder(root: Path, seed: int = 0):
                 tf.io.write_file(str(folder / f"{i:03d}.png"), tf.io.encode_png(pixels))
 
 
+@pytest.hookimpl(trylast=True)  # after -k / -m deselection: only the selected tests' jobs
 def pytest_collection_modifyitems(config, items):
     """Remembers which jobs the selected tests use (by the `runs` marker's arguments)."""
     needed = []

@@ -230,17 +230,19 @@ def test_self_distill_from_saved_model_teacher_then_eval_mode(runs):
     tags = summaries.read_scalars(str(model_dir))
     assert all(np.isfinite(v) for tag in ("distill_loss", "teacher_agreement", "total_loss")
                for _, v in tags[f"train/{tag}"])
-    printed = [l for l in distill.stdout.splitlines() if l.startswith("eval:")]
-    # mode=eval, as printed: evaluates the last checkpoint and stops (no 600 s wait), without
-    # touching the run's config; same numbers as train_then_eval gave.
+    assert distill.next_args() == ["--mode=eval", "--train_mode=distill",
+                                   f"--model_dir={model_dir}", *distill.next_args()[3:]]
+    # mode=eval, as printed (pasted into a shell): evaluates the last checkpoint and stops (no
+    # 600 s wait), without touching the run's config.
     evaluate = runs.result("evaluate").check()
+    printed = evaluate.lines_starting("eval")
     assert evaluate.seconds < 120
     # The three stages are done: no next command (it used to repeat this one), a last word.
     assert not evaluate.lines_starting("next") and len(evaluate.lines_starting("done")) == 1
     assert evaluate.lines_starting("stage") == ["distill (stage 3/3, distillation from the "
                                                 "teacher's soft labels), --mode=eval"]
     assert evaluate.lines_starting("evaluate") == ["split test: 10,000 examples"]
-    assert [l for l in evaluate.stdout.splitlines() if l.startswith("eval:")] == printed
+    assert len(printed) == 1
     result = _check_eval_result(model_dir, 4, 64)
     assert f"top-1 {result['top1']:.4f}" in printed[0]
     assert _json(model_dir / "config.json") == config
@@ -256,6 +258,8 @@ def test_transfer_from_saved_model_and_big_to_small_distillation_learn_the_toy_s
     assert len(loss) == 8 and loss[0] == pytest.approx(math.log(2), abs=1e-5)
     assert np.mean(loss[-3:]) < 0.5 * loss[0], loss
     distill = runs.result("toy_distill").check()
+    # train_then_eval: the evaluation is done too, so no next command, the stages are over.
+    assert not distill.lines_starting("next") and len(distill.lines_starting("done")) == 1
     loss = [v for _, v in _scalars(distill.model_dir, "train/distill_loss")]
     assert len(loss) == 8 and np.mean(loss[-3:]) < 0.6 * loss[0], loss
     # Big-to-small: the full-width teacher was rebuilt from its config.json.
