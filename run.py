@@ -1,9 +1,9 @@
 """SimCLRv2 in TensorFlow 2: pretrain, fine-tune, distill, evaluate.
 
-    python run.py --mode=train --train_mode=pretrain            # embedded Fashion-MNIST, CPU
-    python run.py --train_mode=finetune --checkpoint=runs/pretrain
-    python run.py --train_mode=distill --teacher=runs/finetune
-    python run.py --flagfile=flags/presets/imagenet_r50_pretrain.cfg --data_dir=...
+    .venv/bin/python run.py --mode=train --train_mode=pretrain       # embedded Fashion-MNIST, CPU
+    .venv/bin/python run.py --train_mode=finetune --checkpoint=runs/pretrain
+    .venv/bin/python run.py --train_mode=distill --teacher=runs/finetune
+    .venv/bin/python run.py --flagfile=flags/presets/imagenet_r50_pretrain.cfg --data_dir=...
 
 Flags are parsed and validated first (a bad value exits with status 2 and one line naming
 it); only then is TensorFlow asked to build anything. A run that fails later (NaN loss, a
@@ -11,7 +11,6 @@ checkpoint that does not fit) exits with status 1 and one line saying why.
 """
 import dataclasses
 import os
-import shlex
 import sys
 
 # TensorFlow's C++ INFO and WARNING lines would bury the progress lines; set it to 0 to see them.
@@ -20,25 +19,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, logging  # noqa: E402
 from absl import flags as absl_flags  # noqa: E402
 
-from flags import configs, consistency, definitions, validate  # noqa: E402
+from flags import commands, configs, consistency, definitions, validate  # noqa: E402
 
 FLAGS = definitions.FLAGS
 
-NEXT_STAGE = {
-    "pretrain": "python run.py --train_mode=finetune --checkpoint={model_dir}",
-    "finetune": "python run.py --train_mode=distill --teacher={model_dir}",
-    "distill": "python run.py --mode=eval --train_mode=distill --model_dir={model_dir}",
-}
-# Flags the next stage must share with this one (the data and the network) or that say how to
-# run; the printed next command repeats those the user set. Objective, optimisation and
-# checkpoint flags are the next stage's own (see flags/configs.STAGE_DEFAULTS).
-CARRIED_FLAGS = (
-    "dataset", "data_dir", "manual_dir", "download", "train_split", "eval_split",
-    "label_fraction", "labels_per_class", "holdout_fraction", "crop_area_range", "image_size", "cache_dataset", "resnet_depth",
-    "width_multiplier", "sk_ratio", "se_ratio", "proj_head_mode", "num_proj_layers",
-    "proj_out_dim", "global_bn", "batch_norm_decay", "eval_batch_size", "eval_steps", "seed",
-    "deterministic", "precision", "jit_compile", "jit_compile_on_cpu", "distribution", "tpu",
-    "tpu_name", "tpu_zone", "gcp_project", "use_tpu", "steps_per_loop", "progress_bar")
+# --help and --helpshort list the main module's key flags: make ours theirs.
+absl_flags.adopt_module_key_flags(definitions)
 
 
 def _fail(message: str, status: int = 2):
@@ -141,25 +127,43 @@ def _check_sources():
             _named(integrity.check_saved_model, name)(path)
 
 
-def next_command(train_mode: str, model_dir: str) -> str:
-    """The command line of the next stage, repeating the CARRIED_FLAGS the user set."""
-    carried = [FLAGS[name].serialize() for name in CARRIED_FLAGS
-               if FLAGS[name].present and FLAGS[name].value is not None]
-    command = NEXT_STAGE[train_mode].format(model_dir=shlex.quote(model_dir))
-    return " ".join([command] + [shlex.quote(arg) for arg in carried])
-
-
-def _report(cfg, result=None):
+def _report(cfg, result=None, labelled=True):
     from checkpoints import export as export_lib
     steps = export_lib.exported_steps(cfg.export_dir)
     exported = os.path.join(cfg.export_dir, str(steps[-1])) if steps else "(none)"
     print(f"\nmodel_dir:   {cfg.model_dir}")
     print(f"SavedModel:  {exported}")
-    print(f"TensorBoard: tensorboard --logdir {cfg.model_dir}")
+    print(f"TensorBoard: {commands.tensorboard_command(cfg.model_dir)}")
     if result:
         print(f"eval:        top-1 {result['top1']:.4f}  top-5 {result['top5']:.4f} "
               f"on {result['num_examples']} examples (step {result['global_step']})")
-    print(f"next:        {next_command(cfg.train_mode, cfg.model_dir)}", flush=True)
+    _print_next(cfg, labelled)
+
+
+def _print_next(cfg, labelled):
+    """The next stage's command, or what is done when a distilled model was evaluated."""
+    command = commands.next_command(FLAGS, cfg.model_dir, labelled)
+    if command is None:
+        print("done:        the three stages are complete: the SavedModel above is the "
+              "distilled model (a TF Hub module; README, 'Checkpoints, resuming, SavedModels'); "
+              "--eval_split=<split> evaluates it on another split.", flush=True)
+        return
+    if f"--dataset={commands.LABELLED}" in command:
+        print(f"note:        fine-tuning needs a labelled data set, and {FLAGS.dataset} has no "
+              f"classes: replace {commands.LABELLED} with folder:/path (one sub-folder per "
+              "class) or a TFDS name.")
+    print(f"next:        {command}", flush=True)
+
+
+def _print_banner(cfg, source):
+    """Before the long silence of reading the data and tracing: what runs, on what, where."""
+    from tf2 import banner
+    print("\n".join(banner.lines(cfg, source, FLAGS.mode)) + "\n", flush=True)
+
+
+def _with_command(message: str) -> str:
+    """`message` (which says to run the same command again) and that command, as it runs."""
+    return f"{message} The command: {commands.this_command(sys.argv)}"
 
 
 def _named(fn, flag_name):
@@ -213,6 +217,19 @@ def _eval_split(source):
     return split
 
 
+def _check_checkpoint_stem():
+    """--checkpoint must have the stem that --image_size builds (exit 2, not a shape error)."""
+    if not FLAGS.checkpoint or FLAGS.mode == "eval":
+        return
+    from checkpoints import warm_start
+    try:
+        warm_start.check_stem(FLAGS.checkpoint, FLAGS.width_multiplier, FLAGS.sk_ratio,
+                              cifar_stem=FLAGS.image_size <= 32)
+    except (ValueError, FileNotFoundError) as e:
+        raise validate.FlagError(
+            f"--checkpoint={FLAGS.checkpoint} at --image_size={FLAGS.image_size}: {e}") from e
+
+
 def _configure():
     """Validates the flags, loads the data and picks the strategy: (cfg, strategy, source)."""
     validate.validate(FLAGS)
@@ -223,6 +240,7 @@ def _configure():
     # it runs anything (reading the data would start it).
     strategy = distribute.make_strategy(FLAGS.distribution, FLAGS.tpu or FLAGS.tpu_name,
                                         FLAGS.tpu_zone, FLAGS.gcp_project)
+    _check_checkpoint_stem()
     source = _named(datasets.load, "dataset")(configs.data_config(FLAGS))
     _named(source.num_examples, "train_split")(FLAGS.train_split)  # the split, or its slice
     _check_sources()
@@ -256,9 +274,9 @@ def main(argv):
     from tf2 import distribute, evaluate, loop
     chief = distribute.is_chief(strategy)
     claim = _claim_model_dir(cfg, chief)  # noqa: F841  held until the process ends
+    if chief:  # before _setup seeds Keras: counting the parameters builds a network
+        _print_banner(cfg, source)
     _setup(cfg, FLAGS.seed, FLAGS.deterministic)
-    if chief:
-        print(f"precision:   {cfg.precision} ({cfg.precision_reason})", flush=True)
     result = None
     try:
         if FLAGS.mode in ("train", "train_then_eval"):
@@ -272,7 +290,11 @@ def main(argv):
         _fail(str(e), status=1)
     except distribute.CLUSTER_ERRORS as e:  # a worker died: say so, not a collective traceback
         logging.info("Traceback (shown with --verbosity=0):", exc_info=True)
-        _fail(distribute.cluster_error_message(e, cfg.model_dir), status=1)
+        _fail(_with_command(distribute.cluster_error_message(e, cfg.model_dir)), status=1)
+    except SystemExit as e:  # SIGTERM: tf2/loop.py saved a checkpoint and says to run again
+        if isinstance(e.code, str):
+            raise SystemExit(_with_command(e.code)) from None
+        raise
     except (tf.errors.ResourceExhaustedError, OSError) as e:  # a full disk while exporting
         full = ckpt_lib.disk_full_error(e, cfg.model_dir, "into it")
         if full is None:
@@ -280,7 +302,7 @@ def main(argv):
         logging.info("Traceback (shown with --verbosity=0):", exc_info=True)
         _fail(str(full), status=1)
     if chief:
-        _report(cfg, result)
+        _report(cfg, result, labelled=source.num_classes > 0)
 
 
 def _evaluate(cfg, strategy, source, chief):

@@ -60,3 +60,40 @@ def warm_start(model, path: str, include_supervised_head: bool = False) -> str:
     ckpt_lib.restore_objects(prefix, model=tf.train.Checkpoint(**parts))
     logging.info("Warm start from checkpoint %s (%s)", prefix, ", ".join(parts))
     return prefix
+
+
+def _stem_kernel_shape(width_multiplier: float, sk_ratio: float, cifar_stem: bool) -> tuple:
+    """(k, k, 3, c) of the stem's first convolution (see tf2/resnet.Stem)."""
+    width = int(round(64 * width_multiplier))
+    if cifar_stem:
+        return (3, 3, 3, width)
+    return (3, 3, 3, width // 2) if sk_ratio > 0 else (7, 7, 3, width)
+
+
+def check_stem(path: str, width_multiplier: float, sk_ratio: float, cifar_stem: bool) -> None:
+    """Raises ValueError when `path` was trained with the other stem (CIFAR vs ImageNet).
+
+    The stem follows the image size (32 px and below: CIFAR), so a checkpoint of 64 px images
+    fine-tuned at 32 px would otherwise fail deep in the restore with a kernel-shape error.
+    Anything else that does not match is left to the restore's own checks.
+    """
+    try:
+        if tf.io.gfile.isdir(path) and tf.io.gfile.isdir(f"{path}/variables"):
+            prefix = f"{path}/variables/variables"  # a SavedModel, ours or an official one
+        else:
+            prefix = ckpt_lib.resolve_checkpoint(path)
+        variables = tf.train.list_variables(prefix)
+    except (tf.errors.OpError, FileNotFoundError, ValueError):
+        return  # unreadable: the warm start itself says what is wrong with it
+    shapes = {tuple(shape) for _, shape in variables
+              if len(shape) == 4 and shape[2] == 3}  # only the stem convolves the RGB input
+    ours = _stem_kernel_shape(width_multiplier, sk_ratio, cifar_stem)
+    other = _stem_kernel_shape(width_multiplier, sk_ratio, not cifar_stem)
+    if ours in shapes or other not in shapes:
+        return
+    stems = {True: "the CIFAR stem (3x3/1 convolution without max-pool, used at 32 px and "
+                   "below)",
+             False: "the ImageNet stem (7x7/2 convolution, or the deep stem with SK, then a "
+                    "max-pool; used above 32 px)"}
+    raise ValueError(f"it was trained with {stems[not cifar_stem]} and this run builds "
+                     f"{stems[cifar_stem]}; pass the --image_size it was trained with")

@@ -43,6 +43,22 @@ def _check_model(f):
              f"--batch_norm_decay={f.batch_norm_decay}: must be in (0, 1).")
 
 
+# Gaussian blur convolves each view with a 1-D kernel of image_size / 10 px; TensorFlow's oneDNN
+# convolution aborts (SIGABRT, "Check failed: dtype() == expected_dtype") on it from 896 px
+# (measured 2026-12 with data.augment.gaussian_blur in tf.data: 896, 960, 1024 px abort;
+# 512, 768 (three times), 800 and 832 px run), so blur stops at 768 px.
+MAX_BLUR_IMAGE_SIZE = 768
+
+
+def _check_image_size(f):
+    use_blur = f.use_blur if f.use_blur is not None else f.image_size > 32
+    _require(not use_blur or f.image_size <= MAX_BLUR_IMAGE_SIZE,
+             f"--image_size={f.image_size} with Gaussian blur (--use_blur, on above 32 px): "
+             f"TensorFlow's oneDNN convolution aborts on its {f.image_size // 10} px kernel; "
+             f"blur works up to {MAX_BLUR_IMAGE_SIZE} px: pass --use_blur=false or a smaller "
+             "--image_size.")
+
+
 def _check_objective(f):
     tau = configs.value(f, "temperature")
     _require(tau > 0, f"--temperature={tau}: must be > 0 (paper: 0.1).")
@@ -150,8 +166,9 @@ def _check_model_dir(f):
 
 def validate(f) -> None:
     """Raises FlagError with a one-line message for the first bad flag."""
-    for check in (_check_model, _check_objective, _check_optimisation, _check_data,
-                  _check_holdout_and_augment, _check_knn, _check_stage, _check_model_dir):
+    for check in (_check_model, _check_image_size, _check_objective, _check_optimisation,
+                  _check_data, _check_holdout_and_augment, _check_knn, _check_stage,
+                  _check_model_dir):
         check(f)
 
 

@@ -11,6 +11,7 @@ Each job returns a `Result` (or a dict of them); a test asks for one with `runs.
 import concurrent.futures
 import dataclasses
 import hashlib
+import os
 import shlex
 import shutil
 import signal
@@ -45,6 +46,12 @@ TOY = ["--width_multiplier=1", "--image_size=16", "--train_batch_size=16", "--pr
 TOY_TRAIN, TOY_TEST = 48, 16  # images per class and split
 
 
+def interpreter_as_typed() -> str:
+    """How a user in REPO types this interpreter: relative when inside REPO (.venv/bin/python)."""
+    exe = Path(sys.executable).absolute()
+    return str(exe.relative_to(REPO)) if REPO in exe.parents else str(exe)
+
+
 @dataclasses.dataclass
 class Result:
     """One finished run.py call."""
@@ -56,12 +63,18 @@ class Result:
     model_dir: str = ""
 
     def next_args(self) -> List[str]:
-        """The arguments of the 'next:' command printed at the end (without 'python run.py')."""
+        """The arguments of the 'next:' command printed at the end (without the interpreter
+        and run.py, which must be the ones running, as a shell in REPO finds them)."""
         lines = [l for l in self.stdout.splitlines() if l.startswith("next:")]
         assert len(lines) == 1, self.stdout
         words = shlex.split(lines[0][len("next:"):])
-        assert words[:2] == ["python", "run.py"], lines[0]
+        assert words[:2] == [interpreter_as_typed(), "run.py"], lines[0]
         return words[2:]
+
+    def lines_starting(self, name: str) -> List[str]:
+        """The values of stdout's `name:` lines (the banner's and the report's)."""
+        return [l[len(name) + 1:].strip() for l in self.stdout.splitlines()
+                if l.startswith(name + ":")]
 
     def check(self):
         assert self.returncode == 0, f"run.py {' '.join(self.args)} failed:\n{self.stderr[-3000:]}"
@@ -74,6 +87,7 @@ class RunPool:
     def __init__(self, base: Path, data_dir: str, toy_dir: str, workers: int = WORKERS):
         self.base, self.data_dir, self.toy_dir = base, data_dir, toy_dir
         self.toy_test_size = 2 * TOY_TEST  # two classes
+        self.interpreter = interpreter_as_typed()
         self._executor = concurrent.futures.ThreadPoolExecutor(workers)
         self._futures: Dict[str, concurrent.futures.Future] = {}
         self._procs = set()
@@ -107,6 +121,20 @@ class RunPool:
         with self._lock:
             self._procs.add(proc)
         return proc
+
+    def run_shell(self, line: str, name: str) -> Result:
+        """`line` run by bash in REPO, PATH without this interpreter's folder (as a fresh
+        shell that never activated the venv); logs go to base/name.*"""
+        tic, out = time.monotonic(), self.base / f"{name}.log"
+        path = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep)
+                               if Path(p).absolute() != Path(sys.executable).absolute().parent)
+        proc = subprocess.Popen(["bash", "-c", line], cwd=REPO, env={**os.environ, "PATH": path},
+                                stdout=open(f"{out}.out", "w"), stderr=open(f"{out}.err", "w"))
+        with self._lock:
+            self._procs.add(proc)
+        args = shlex.split(line)
+        model_dir = next((a.split("=", 1)[1] for a in args if a.startswith("--model_dir=")), "")
+        return self.finish(proc, args, out, tic, model_dir)
 
     def finish(self, proc, args, out: Path, tic: float, model_dir="") -> Result:
         try:
@@ -162,17 +190,22 @@ def job_finetune(pool):
 
 
 def job_distill(pool):
-    """Self-distillation: the printed next command, with the teacher's SavedModel instead."""
+    """Self-distillation: the printed next command, with the teacher's SavedModel instead.
+
+    Training only: its printed next command is the evaluation (job_evaluate).
+    """
     finetune = pool.result("finetune").check()
     args = finetune.next_args() + [
-        f"--teacher={finetune.model_dir}/saved_model/4", "--mode=train_then_eval",
+        f"--teacher={finetune.model_dir}/saved_model/4", "--mode=train",
         "--train_steps=4", "--train_batch_size=16", f"--model_dir={pool.model_dir('distill')}"]
     return pool.run(args, "distill")
 
 
 def job_evaluate(pool):
-    """mode=eval exactly as printed by the distill run."""
-    return pool.run(pool.result("distill").check().next_args(), "evaluate")
+    """mode=eval exactly as printed by the distill run, pasted into a shell in REPO."""
+    line = [l for l in pool.result("distill").check().stdout.splitlines()
+            if l.startswith("next:")][0][len("next:"):]
+    return pool.run_shell(line, "evaluate")
 
 
 def job_toy_finetune(pool):
@@ -200,6 +233,17 @@ def job_toy_distill(pool):
         "--learning_rate=0.0005", "--temperature=0.25",
         f"--model_dir={pool.model_dir('toy_distill')}"]
     return pool.run(args, "toy_distill")
+
+
+def job_flat_pretrain(pool):
+    """Pretraining on a flat folder of the toy images (no classes): 96 images, 3 steps."""
+    flat = pool.base / "flat_images"
+    flat.mkdir()
+    for image in Path(pool.toy_dir, "train").glob("*/*.png"):
+        shutil.copy(image, flat / f"{image.parent.name}_{image.name}")
+    args = ["--train_mode=pretrain", f"--dataset=folder:{flat}", *TOY, "--train_epochs=0.5",
+            f"--model_dir={pool.model_dir('flat_pretrain')}"]
+    return pool.run(args, "flat_pretrain")
 
 
 def _wait_for(predicate: Callable[[], bool], proc, timeout=RUN_TIMEOUT):
@@ -317,6 +361,7 @@ JOBS = {
     "auto": ((), job_auto),
     "jit": ((), job_jit),
     "jit_insist": ((), job_jit_insist),
+    "flat_pretrain": ((), job_flat_pretrain),
 }
 
 
@@ -339,6 +384,7 @@ def make_toy_folder(root: Path, seed: int = 0):
                 tf.io.write_file(str(folder / f"{i:03d}.png"), tf.io.encode_png(pixels))
 
 
+@pytest.hookimpl(trylast=True)  # after -k / -m deselection: only the selected tests' jobs
 def pytest_collection_modifyitems(config, items):
     """Remembers which jobs the selected tests use (by the `runs` marker's arguments)."""
     needed = []

@@ -10,6 +10,7 @@ import hashlib
 import json
 import math
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -68,6 +69,8 @@ def _check_eval_result(model_dir, step, num_examples):
     (["--train_mode=finetune"], "--checkpoint="),
     (["--train_mode=distill"], "--teacher="),
     (["--image_size=4"], "--image_size=4"),
+    (["--image_size=1024"], "--image_size=1024 with Gaussian blur"),
+    (["--image_size=4096", "--use_blur"], "--use_blur=false"),
     (["--ft_proj_selector=5"], "--ft_proj_selector=5"),
     (["--resnet_depth=19"], "--resnet_depth=19"),
     (["--train_steps=abc"], "--train_steps=abc"),
@@ -239,12 +242,19 @@ def test_self_distill_from_saved_model_teacher_then_eval_mode(runs):
     tags = summaries.read_scalars(str(model_dir))
     assert all(np.isfinite(v) for tag in ("distill_loss", "teacher_agreement", "total_loss")
                for _, v in tags[f"train/{tag}"])
-    printed = [l for l in distill.stdout.splitlines() if l.startswith("eval:")]
-    # mode=eval, as printed: evaluates the last checkpoint and stops (no 600 s wait), without
-    # touching the run's config; same numbers as train_then_eval gave.
+    assert distill.next_args() == ["--mode=eval", "--train_mode=distill",
+                                   f"--model_dir={model_dir}", *distill.next_args()[3:]]
+    # mode=eval, as printed (pasted into a shell): evaluates the last checkpoint and stops (no
+    # 600 s wait), without touching the run's config.
     evaluate = runs.result("evaluate").check()
-    assert evaluate.next_args()[0] == "--mode=eval" and evaluate.seconds < 120
-    assert [l for l in evaluate.stdout.splitlines() if l.startswith("eval:")] == printed
+    printed = evaluate.lines_starting("eval")
+    assert evaluate.seconds < 120
+    # The three stages are done: no next command (it used to repeat this one), a last word.
+    assert not evaluate.lines_starting("next") and len(evaluate.lines_starting("done")) == 1
+    assert evaluate.lines_starting("stage") == ["distill (stage 3/3, distillation from the "
+                                                "teacher's soft labels), --mode=eval"]
+    assert evaluate.lines_starting("evaluate") == ["split test: 10,000 examples"]
+    assert len(printed) == 1
     result = _check_eval_result(model_dir, 4, 64)
     assert f"top-1 {result['top1']:.4f}" in printed[0]
     assert _json(model_dir / "config.json") == config
@@ -260,6 +270,8 @@ def test_transfer_from_saved_model_and_big_to_small_distillation_learn_the_toy_s
     assert len(loss) == 8 and loss[0] == pytest.approx(math.log(2), abs=1e-5)
     assert np.mean(loss[-3:]) < 0.5 * loss[0], loss
     distill = runs.result("toy_distill").check()
+    # train_then_eval: the evaluation is done too, so no next command, the stages are over.
+    assert not distill.lines_starting("next") and len(distill.lines_starting("done")) == 1
     loss = [v for _, v in _scalars(distill.model_dir, "train/distill_loss")]
     assert len(loss) == 8 and np.mean(loss[-3:]) < 0.6 * loss[0], loss
     # Class identity travels with the run and its SavedModel (sorted sub-folder names).
@@ -299,6 +311,9 @@ def test_sigkill_and_sigterm_then_resume_give_the_uninterrupted_weights(runs):
     terminated = parts["terminated"]
     assert terminated.returncode == 1 and "Traceback" not in terminated.stderr
     assert "Stopped by SIGTERM at step 6; checkpoint saved" in terminated.stderr
+    # ... and the command to run again, as a shell in REPO runs it.
+    again = terminated.stderr.split("The command: ", 1)[1].splitlines()[0]
+    assert shlex.split(again) == [runs.interpreter, "run.py", *terminated.args]
     resumed = parts["resumed"].check()
     assert "Resuming from the checkpoint of step 6" in resumed.stdout
     model_dir = Path(resumed.model_dir)
@@ -347,3 +362,96 @@ def test_mixed_bfloat16_and_xla_match_float32_on_the_first_steps(runs, job, rtol
     last = "ckpt-8" if job == "bfloat16" else "ckpt-2"
     dtypes = tf.train.load_checkpoint(f"{result.model_dir}/{last}").get_variable_to_dtype_map()
     assert {d for k, d in dtypes.items() if k.startswith("model/")} == {tf.float32}
+
+
+# --- what a user reads: the banner, the printed commands, --help ---------------------------------
+
+def _resnet18_parameters(width=64):
+    """ResNet-18, CIFAR stem, counted by hand: conv k*k*cin*cout, batch norm 2c (gamma, beta)."""
+    def conv_bn(k, cin, cout):
+        return k * k * cin * cout + 2 * cout
+    total, cin = conv_bn(3, 3, width), width
+    for filters in (width, 2 * width, 4 * width, 8 * width):
+        total += conv_bn(1, cin, filters)  # the first block's shortcut projection
+        for _ in range(2):
+            total += conv_bn(3, cin, filters) + conv_bn(3, filters, filters)
+            cin = filters
+    return total
+
+
+@runs("flat_pretrain")
+def test_banner_and_next_command_after_pretraining_on_a_folder_without_classes(runs):
+    result = runs.result("flat_pretrain").check()
+    flat = f"{runs.base}/flat_images"
+    images = 2 * 48  # both classes' training images (conftest.TOY_TRAIN), in one flat folder
+    steps = round(0.5 * images / 16)  # --train_epochs=0.5 at batch 16
+    assert result.lines_starting("stage") == [
+        "pretrain (stage 1/3, contrastive pretraining without labels), --mode=train"]
+    assert result.lines_starting("data") == [
+        f"folder:{flat}, split train: {images:,} examples, no classes (unlabelled)"]
+    params = _resnet18_parameters()
+    assert result.lines_starting("network") == [
+        f"ResNet-18 x1, no SK, CIFAR stem (3x3/1, no max-pool), 16 px: {params:,} encoder "
+        f"parameters ({params / 1e6:.1f}M)"]
+    assert result.lines_starting("training") == [
+        f"{steps} steps = {steps * 16 / images:.4g} epochs of {images} examples at batch 16"]
+    assert result.lines_starting("precision") == ["float32"]
+    assert result.lines_starting("model_dir")[0] == result.model_dir
+    # The banner comes before the first step.
+    lines = result.stdout.splitlines()
+    first_step = next(i for i, l in enumerate(lines) if l.startswith("step "))
+    assert lines.index(next(l for l in lines if l.startswith("stage:"))) < first_step
+    assert [l for l in lines if l.startswith("step ")][-1].startswith(f"step {steps}/{steps}")
+    # Fine-tuning needs labels: the next command asks for a labelled data set.
+    note = result.lines_starting("note")
+    assert len(note) == 1 and "fine-tuning needs a labelled data set" in note[0], result.stdout
+    nxt = result.next_args()
+    assert nxt[:3] == ["--train_mode=finetune", f"--checkpoint={result.model_dir}",
+                       "--dataset=LABELLED"]
+    assert not any(a.startswith("--dataset=folder:") for a in nxt)
+
+
+@runs("finetune")
+def test_finetune_banner_counts_the_labelled_subset(runs):
+    result = runs.result("finetune").check()
+    data = result.lines_starting("data")
+    assert len(data) == 1 and data[0].startswith(
+        "fashion_mnist, split train[:2000]: 2,000 examples, "), data
+    labelled = int(data[0].split(", ")[2].split()[0])
+    assert data[0].endswith(f"{labelled} labelled, 10 classes")
+    assert abs(labelled - 200) <= 10  # 10% of 2,000, class by class (stage default)
+    assert result.lines_starting("training") == [
+        f"4 steps = {4 * 16 / labelled:.4g} epochs of {labelled} examples at batch 16"]
+    assert result.lines_starting("from") == [runs.result("pretrain").model_dir]
+    assert result.lines_starting("evaluate") == ["split test: 10,000 examples"]
+
+
+@pytest.mark.parametrize("flag", ["--helpshort", "--help"])
+def test_help_lists_the_programs_flags(flag, tmp_path):
+    from flags import definitions
+    proc = subprocess.run([sys.executable, str(REPO / "run.py"), flag], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stderr  # absl's help flags print, then exit with 1
+    listed = {line.split(":")[0].strip().replace("--[no]", "--")
+              for line in proc.stdout.splitlines() if line.lstrip().startswith("--")}
+    ours = {f"--{f.name}" for f in definitions.FLAGS.get_key_flags_for_module(definitions)}
+    assert len(ours) > 60 and ours <= listed, sorted(ours - listed)
+
+
+@runs("pretrain")
+def test_finetuning_at_an_image_size_of_the_other_stem_is_one_line(runs):
+    """The 16 px pretraining (CIFAR stem) fine-tuned at 64 px (ImageNet stem): exit 2."""
+    model_dir = runs.result("pretrain").check().model_dir
+    for source in (model_dir, f"{model_dir}/saved_model/8"):
+        proc = subprocess.run(
+            [sys.executable, str(REPO / "run.py"), "--train_mode=finetune",
+             f"--checkpoint={source}", f"--data_dir={runs.data_dir}", "--image_size=64",
+             "--width_multiplier=1", "--proj_out_dim=16", "--model_dir=never"],
+            cwd=runs.base, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2, proc.stderr
+        errors = _error_lines(proc.stderr)
+        assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr
+        assert f"--checkpoint={source} at --image_size=64" in errors[0]
+        assert "trained with the CIFAR stem (3x3/1 convolution without max-pool" in errors[0]
+        assert errors[0].endswith("pass the --image_size it was trained with")
+        assert not (runs.base / "never").exists()

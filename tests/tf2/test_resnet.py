@@ -228,6 +228,39 @@ def test_fixed_padding_conv_matches_numpy(kernel_size, strides):
     np.testing.assert_allclose(out, np_conv(x, conv.kernel.numpy(), strides), atol=1e-5)
 
 
+@pytest.mark.parametrize("channels", [3, 8, 15, 16])
+def test_strided_1x1_conv_avoids_onednns_strided_filter_gradient(channels):
+    """oneDNN corrupts memory in the stride-2 1x1 filter gradient below 16 input channels
+    (ResNet-18 x0.125 at 224 px segfaulted): there the layer must not emit that kernel, and
+    its output and both gradients must still be those of the strided convolution (NumPy)."""
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.normal(size=(2, 7, 7, channels)).astype(np.float32))
+    conv = resnet.Conv2DFixedPadding(4, 1, 2)
+    conv(x)
+    dy = rng.normal(size=(2, 4, 4, 4)).astype(np.float32)  # ceil(7 / 2) = 4
+
+    @tf.function
+    def grads(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(conv(x) * dy)
+        return conv(x), tape.gradient(loss, [x, conv.kernel])
+
+    graph = grads.get_concrete_function(x).graph
+    strided = [op for op in graph.get_operations() if op.type == "Conv2DBackpropFilter"
+               and list(op.get_attr("strides")) != [1, 1, 1, 1]]
+    assert bool(strided) == (channels >= 16)
+    out, (dx, dw) = grads(x)
+    x_np, w_np = x.numpy(), conv.kernel.numpy()[0, 0]  # (cin, cout)
+    sub = x_np[:, ::2, ::2, :]  # the pixels a 1x1 stride-2 VALID convolution reads
+    np.testing.assert_allclose(out.numpy(), np_conv(x_np, conv.kernel.numpy(), 2), atol=1e-5)
+    np.testing.assert_allclose(dw.numpy()[0, 0], np.einsum("bhwc,bhwf->cf", sub, dy),
+                               atol=1e-4)
+    dx_np = np.zeros_like(x_np)
+    dx_np[:, ::2, ::2, :] = np.einsum("bhwf,cf->bhwc", dy, w_np)
+    np.testing.assert_allclose(dx.numpy(), dx_np, atol=1e-5)
+
+
 @pytest.mark.parametrize("strides", [1, 2])
 def test_selective_kernel_conv_matches_numpy(strides):
     rng = np.random.default_rng(0)

@@ -1,0 +1,103 @@
+"""The command lines the program prints: the next stage, the same run again, TensorBoard.
+
+Each runs as printed from the directory the program was started in: it calls the interpreter
+that is running (e.g. `.venv/bin/python`, the README's set-up never activates the venv and
+stock Debian has no `python`), and paths inside that directory are shown relative to it.
+"""
+import os
+import shlex
+import sys
+from typing import Optional, Sequence
+
+# Stage -> the next stage's arguments ({model_dir} is this run's); a distilled model is the end.
+NEXT_STAGE = {
+    "pretrain": "--train_mode=finetune --checkpoint={model_dir}",
+    "finetune": "--train_mode=distill --teacher={model_dir}",
+    "distill": "--mode=eval --train_mode=distill --model_dir={model_dir}",
+}
+# Flags the next stage must share with this one (the data and the network) or that say how to
+# run; the printed next command repeats those the user set. Objective, optimisation and
+# checkpoint flags are the next stage's own (see flags/configs.STAGE_DEFAULTS).
+CARRIED_FLAGS = (
+    "dataset", "data_dir", "manual_dir", "download", "train_split", "eval_split",
+    "label_fraction", "labels_per_class", "holdout_fraction", "crop_area_range", "image_size",
+    "cache_dataset", "resnet_depth", "width_multiplier", "sk_ratio", "se_ratio",
+    "proj_head_mode", "num_proj_layers", "proj_out_dim", "global_bn", "batch_norm_decay",
+    "eval_batch_size", "eval_steps", "seed", "deterministic", "precision", "jit_compile",
+    "jit_compile_on_cpu", "distribution", "tpu", "tpu_name", "tpu_zone", "gcp_project",
+    "use_tpu", "steps_per_loop", "progress_bar")
+# Placeholder of the data set in a fine-tuning command after pretraining without labels.
+LABELLED = "LABELLED"
+_RUN_PY = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "run.py")
+
+
+def shown_path(path: str, executable: bool = False) -> str:
+    """`path` relative to the working directory when inside it, else absolute.
+
+    An executable in the working directory itself gets `./`, or the shell would search PATH.
+    """
+    path, cwd = os.path.abspath(path), os.getcwd()
+    if os.path.commonpath([cwd, path]) != cwd:
+        return path
+    rel = os.path.relpath(path, cwd)
+    return os.path.join(".", rel) if executable and os.sep not in rel else rel
+
+
+def program() -> str:
+    """The shell words that start run.py again: this interpreter and run.py's path."""
+    interpreter = shown_path(sys.executable or "python3", executable=True)
+    return f"{shlex.quote(interpreter)} {shlex.quote(shown_path(_RUN_PY))}"
+
+
+def this_command(argv: Sequence[str]) -> str:
+    """The command that started this process (argv[0] being run.py), as it would run again."""
+    return " ".join([program()] + [shlex.quote(a) for a in argv[1:]])
+
+
+def tensorboard_command(logdir: str) -> str:
+    """TensorBoard of this interpreter's environment (its script, or the module)."""
+    script = os.path.join(os.path.dirname(sys.executable or ""), "tensorboard")
+    if sys.executable and os.path.exists(script):
+        start = shlex.quote(shown_path(script, executable=True))
+    else:
+        start = f"{shlex.quote(shown_path(sys.executable or 'python3', True))} -m tensorboard.main"
+    return f"{start} --logdir {shlex.quote(logdir)}"
+
+
+def _carried(flag_values, dataset: Optional[str]):
+    """The CARRIED_FLAGS the user set, serialized; `dataset` replaces --dataset when given."""
+    args = []
+    for name in CARRIED_FLAGS:
+        if name == "dataset" and dataset is not None:
+            args.append(f"--dataset={dataset}")
+        elif flag_values[name].present and flag_values[name].value is not None:
+            args.append(flag_values[name].serialize())
+    return args
+
+
+def next_dataset(train_mode: str, dataset: str, labelled: bool) -> Optional[str]:
+    """The next stage's --dataset when it must differ from this one's, else None.
+
+    Fine-tuning needs labels (after pretraining on a folder without classes: LABELLED, for the
+    user to fill in); distillation learns from all unlabelled images, so after fine-tuning on
+    an official ImageNet subset it reads the whole of imagenet2012, as the paper does.
+    """
+    if train_mode == "pretrain" and not labelled:
+        return LABELLED
+    if train_mode == "finetune" and dataset.startswith("imagenet2012_subset"):
+        return "imagenet2012"
+    return None
+
+
+def next_command(flag_values, model_dir: str, labelled: bool = True) -> Optional[str]:
+    """The next stage's command line, repeating the CARRIED_FLAGS the user set.
+
+    None when nothing follows: a distilled model that was evaluated is the end of the stages.
+    """
+    train_mode, mode = flag_values.train_mode, flag_values.mode
+    if train_mode == "distill" and mode != "train":
+        return None
+    stage = NEXT_STAGE[train_mode].format(model_dir=shlex.quote(model_dir))
+    dataset = next_dataset(train_mode, flag_values.dataset, labelled)
+    carried = _carried(flag_values, dataset)
+    return " ".join([program(), stage] + [shlex.quote(a) for a in carried])
