@@ -8,12 +8,11 @@ code path) fed synthetic, already-augmented views, so the input pipeline is not 
     python bench/throughput.py --configs=a --variants=float32 --repeats=3
 
 Configs: (a) ResNet-18, 32 px, batch 256; (b) ResNet-50, 64 px, batch 64;
-(c) ResNet-50 + SK, 64 px, batch 64; (b224) ResNet-50, 224 px, batch 256, for GPUs. The
-issue quotes the original tf2 code at (a) ~53, (b) ~54, (c) ~35 images/s, from another CPU; on
-this 2-core machine (Xeon 2.8 GHz, no AVX512-BF16) the original ran at 19.4, 19.7 and 13.8 in
-the round of 2026-11-26 that measured the current code (README, "Speed options"):
-`original_ips`, the yardstick of `speedup_vs_original`. The machine drifts by 10-20% within
-an hour: compare against the original run just before, not against these constants alone.
+(c) ResNet-50 + SK, 64 px, batch 64; (b224) ResNet-50, 224 px, batch 256, for GPUs. Our step
+only: `bench/vs_original.py` times Google's original tf2 step beside ours in the same run
+(constants measured on another CPU, or another hour of the same one, would mislead), and the
+JSON here records this CPU's model and bfloat16 flags so that its figures are not compared
+across machines.
 """
 import argparse
 import json
@@ -27,12 +26,11 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 CONFIGS = {
-    # original_ips: the original tf2 pretraining step on this 2-core machine (README)
-    "a": dict(depth=18, sk_ratio=0.0, image_size=32, batch=256, original_ips=19.4),
-    "b": dict(depth=50, sk_ratio=0.0, image_size=64, batch=64, original_ips=19.7),
-    "c": dict(depth=50, sk_ratio=0.0625, image_size=64, batch=64, original_ips=13.8),
+    "a": dict(depth=18, sk_ratio=0.0, image_size=32, batch=256),
+    "b": dict(depth=50, sk_ratio=0.0, image_size=64, batch=64),
+    "c": dict(depth=50, sk_ratio=0.0625, image_size=64, batch=64),
     # (b) at ImageNet size, for a GPU: `--configs=b224 --variants=float32,mixed_float16_xla`
-    "b224": dict(depth=50, sk_ratio=0.0, image_size=224, batch=256, original_ips=None),
+    "b224": dict(depth=50, sk_ratio=0.0, image_size=224, batch=256),
 }
 VARIANTS = {
     "float32": dict(precision="float32", jit_compile=False),
@@ -132,6 +130,12 @@ def matmul_peak_gflops(dtype="float32", n=2048, repeats=5):
     return best
 
 
+def vs_original_cpu() -> dict:
+    """The CPU model and its bfloat16 / AMX flags (bench/vs_original.py's description)."""
+    from bench import vs_original
+    return vs_original.cpu_description()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--configs", default="a,b,c")
@@ -168,12 +172,10 @@ def main():
                 flops *= 2  # two views per image
             row["step_gflops_per_second"] = flops
             row["fraction_of_matmul_peak"] = flops / peak[_compute_dtype(row["variant"])]
-            if row["original_ips"] and row["stage"] == "pretrain":
-                row["speedup_vs_original"] = row["images_per_second"]["median"] / row[
-                    "original_ips"]
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out, "w") as f:
-        json.dump({"matmul_peak_gflops": peak, "results": results}, f, indent=1)
+        json.dump({"cpu": vs_original_cpu(), "matmul_peak_gflops": peak, "results": results},
+                  f, indent=1)
     print(f"wrote {args.out}")
 
 

@@ -66,7 +66,7 @@ def record(path: str) -> Dict[str, object]:
     """
     unknown = {"class_names": None, "train_mode": None, "num_classes": None}
     if convert.is_official_saved_model(path):
-        return unknown
+        return {**unknown, "num_classes": official_num_classes(path)}
     if export_lib.is_saved_model_dir(path):
         saved = export_lib.saved_record(path)
         try:
@@ -78,6 +78,21 @@ def record(path: str) -> Dict[str, object]:
     directory = path if os.path.isdir(path) else os.path.dirname(
         ckpt_lib.resolve_checkpoint(path))
     return _config_json_record(directory) or unknown
+
+
+def official_num_classes(path: str) -> Optional[int]:
+    """Outputs of an official SavedModel's supervised head (its kernel's last dimension).
+
+    Read from the variables' index alone (no graph is loaded); None when it cannot be read.
+    """
+    try:
+        shapes = tf.train.load_checkpoint(
+            os.path.join(path, "variables", "variables")).get_variable_to_shape_map()
+    except (tf.errors.OpError, ValueError):
+        return None
+    kernels = [shape for key, shape in shapes.items()
+               if key.startswith(f"model/{convert.SUPERVISED_HEAD}/") and len(shape) == 2]
+    return kernels[0][-1] if len(kernels) == 1 else None
 
 
 def check_teacher(path: str, class_names: Sequence[str]) -> None:
