@@ -185,12 +185,9 @@ def _resolve_precision(cfg, strategy):
 
 def _warn_jit_on_cpu(cfg, strategy):
     from tf2 import precision
-    if cfg.jit_compile and not FLAGS.jit_compile_on_cpu and \
-            precision.device_kind(strategy) == "cpu":
-        print("warning: --jit_compile on a CPU: XLA ran our steps about 4x slower than "
-              "without it on the CPUs measured (README \"Speed\"); drop --jit_compile, or add "
-              "--jit_compile_on_cpu to compile anyway without this warning.",
-              file=sys.stderr, flush=True)
+    warning = validate.jit_warning(FLAGS, precision.device_kind(strategy))
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr, flush=True)
 
 
 def _eval_split(source):

@@ -240,16 +240,22 @@ def main():
                            "load_average": os.getloadavg()}
                     print(json.dumps(row), flush=True)
                     rows.append(row)
+                    report = _write(args.out, rows, configs, precisions)  # after every row
+    print(json.dumps(report["summary"], indent=1))
+    print(f"wrote {args.out}")
+
+
+def _write(path, rows, configs, precisions) -> dict:
     report = {"cpu": cpu_description(), "tensorflow_keras": _versions(),
               "original_bf16_cast": "the harness casts the original's two head outputs to "
                                     "float32 before its losses (it fails under plain "
                                     "mixed_bfloat16 otherwise)",
               "rows": rows, "summary": summarise(rows, configs, precisions)}
-    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-    with open(args.out, "w") as f:
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path + ".tmp", "w") as f:
         json.dump(report, f, indent=1)
-    print(json.dumps(report["summary"], indent=1))
-    print(f"wrote {args.out}")
+    os.replace(path + ".tmp", path)
+    return report
 
 
 def _versions():

@@ -176,3 +176,12 @@ def check_batch_divides(global_batch: int, replicas: int, name="train_batch_size
     _require(global_batch % replicas == 0,
              f"--{name}={global_batch} is not divisible by the {replicas} replicas; use a "
              f"multiple of {replicas}.")
+
+
+def jit_warning(f, device_kind: str):
+    """The warning for --jit_compile on a CPU (None elsewhere, or with --jit_compile_on_cpu)."""
+    if not f.jit_compile or f.jit_compile_on_cpu or device_kind != "cpu":
+        return None
+    return ("--jit_compile on a CPU: XLA ran our steps about 4x slower than without it on the "
+            "CPUs measured (README \"Speed options\"); drop --jit_compile, or add "
+            "--jit_compile_on_cpu to compile anyway without this warning.")
