@@ -142,12 +142,7 @@ def figure(t, s: P.Scale, path: str):
     ax.set_xscale("log")
     ax.set_xlabel("labelled images (class-balanced, outside the holdout)")
     ax.set_ylabel("Fashion-MNIST test top-1 (%)")
-    ax.grid(alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _finish(plt, fig, ax, path, legend_size=7)
 
 
 def knn_figure(curves: Dict[str, list], raw: Optional[float], batch: int, path: str):
@@ -164,9 +159,14 @@ def knn_figure(curves: Dict[str, list], raw: Optional[float], batch: int, path: 
         ax.axhline(100 * raw, color="gray", linestyle="--", label="raw pixels (same bank)")
     ax.set_xlabel("pretraining epochs (55,000 images)")
     ax.set_ylabel("kNN top-1 on the holdout (%)")
+    _finish(plt, fig, ax, path, legend_size=8)
+
+
+def _finish(plt, fig, ax, path, legend_size):
+    """Grid, legend (when anything is labelled), layout; writes the PNG and closes it."""
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=legend_size)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
