@@ -155,10 +155,17 @@ def _print_next(cfg, labelled):
     print(f"next:        {command}", flush=True)
 
 
-def _print_banner(cfg, source):
-    """Before the long silence of reading the data and tracing: what runs, on what, where."""
+def _print_banner(cfg, source, chief):
+    """Before the long silence of reading the data and tracing: what runs, on what, where.
+
+    Every worker composes it (counting the parameters builds a network), only the chief
+    prints it: a multi-worker run whose workers built different things before their first
+    collective would pair the wrong collective ops.
+    """
     from tf2 import banner
-    print("\n".join(banner.lines(cfg, source, FLAGS.mode)) + "\n", flush=True)
+    text = "\n".join(banner.lines(cfg, source, FLAGS.mode)) + "\n"
+    if chief:
+        print(text, flush=True)
 
 
 def _with_command(message: str) -> str:
@@ -271,8 +278,7 @@ def main(argv):
     from tf2 import distribute, evaluate, loop
     chief = distribute.is_chief(strategy)
     claim = _claim_model_dir(cfg, chief)  # noqa: F841  held until the process ends
-    if chief:  # before _setup seeds Keras: counting the parameters builds a network
-        _print_banner(cfg, source)
+    _print_banner(cfg, source, chief)  # before _setup seeds Keras: it builds a network
     _setup(cfg, FLAGS.seed, FLAGS.deterministic)
     result = None
     try:
