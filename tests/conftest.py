@@ -41,3 +41,15 @@ def two_replicas():
     """A MirroredStrategy over the two logical CPUs (collective keys: see _fixed_seeds)."""
     return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 
+
+@pytest.fixture
+def run_flags():
+    """`parse(*args)`: run.py's absl flags parsed from a command line; unparsed after."""
+    import run
+
+    def parse(*args):
+        run.FLAGS.unparse_flags()
+        run.FLAGS(["run.py", *args])
+        return run.FLAGS
+    yield parse
+    run.FLAGS.unparse_flags()

@@ -137,17 +137,8 @@ def test_index_and_file_sharding_over_several_record_files(fake_imagenet, tmp_pa
 
 
 @pytest.fixture
-def flags_of():
-    """Parses run.py's flags; restores them after."""
-    import run
-
-    def parse(*args):
-        run.FLAGS.unparse_flags()
-        run.FLAGS(['run.py', *args])
-        return run.FLAGS
-    yield parse
-    import run
-    run.FLAGS.unparse_flags()
+def flags_of(run_flags):
+    return run_flags
 
 
 @pytest.mark.parametrize('dataset, kept, half', [('imagenet2012_subset/1pct', 6, 3),

@@ -12,14 +12,8 @@ from flags import commands
 
 
 @pytest.fixture
-def parse():
-    """Parses run.py's flags; restores them after."""
-    def parse(*args):
-        run.FLAGS.unparse_flags()
-        run.FLAGS(["run.py", *args])
-        return run.FLAGS
-    yield parse
-    run.FLAGS.unparse_flags()
+def parse(run_flags):
+    return run_flags
 
 
 def _words(command):

@@ -98,33 +98,19 @@ def test_detect_never_raises():
     assert choice.policy == "float32" and "ValueError" in choice.reason
 
 
-@pytest.fixture
-def parsed_flags():
-    """run.py's flags parsed from a command line; restored after."""
-    import run
-
-    def parse(*args):
-        run.FLAGS.unparse_flags()
-        run.FLAGS(["run.py", *args])
-        return run.FLAGS
-    yield parse
-    import run
-    run.FLAGS.unparse_flags()
-
-
 @pytest.mark.parametrize("args, kind, warns", [
     (["--jit_compile"], "cpu", True),
     (["--jit_compile", "--jit_compile_on_cpu"], "cpu", False),  # the user insists
     (["--jit_compile"], "gpu", False), (["--jit_compile"], "tpu", False),
     ([], "cpu", False),
 ])
-def test_jit_compile_warns_on_cpus_unless_insisted(parsed_flags, args, kind, warns):
+def test_jit_compile_warns_on_cpus_unless_insisted(run_flags, args, kind, warns):
     from flags import validate
-    warning = validate.jit_warning(parsed_flags(*args), kind)
+    warning = validate.jit_warning(run_flags(*args), kind)
     assert (warning is not None) == warns
     if warns:
         assert "--jit_compile_on_cpu" in warning and "slower" in warning
 
 
-def test_precision_defaults_to_auto(parsed_flags):
-    assert parsed_flags().precision == "auto"
+def test_precision_defaults_to_auto(run_flags):
+    assert run_flags().precision == "auto"
