@@ -219,6 +219,18 @@ def num_train_examples(source: source_lib.Source, cfg: DataConfig, train_mode: s
     return source.num_examples(cfg.train_split) - held_out
 
 
+def num_eval_examples(source: source_lib.Source, cfg: DataConfig,
+                      split: Optional[str] = None) -> int:
+    """Examples of one evaluation pass over cfg.eval_split (or `split`): for 'holdout', the
+    held-out part of cfg.train_split."""
+    split = split or cfg.eval_split
+    if split == HOLDOUT_SPLIT:
+        if not cfg.holdout_fraction:
+            raise ValueError("eval split 'holdout' needs a holdout: set --holdout_fraction > 0.")
+        return int(holdout_mask(source, cfg).sum())
+    return source.num_examples(split)
+
+
 def eval_input_fn(source: source_lib.Source, cfg: DataConfig, global_batch_size: int,
                   split: Optional[str] = None, keep: Optional[np.ndarray] = None) -> InputFn:
     """One pass over cfg.eval_split (or `split`), centre-cropped, in order, last batch partial.

@@ -8,6 +8,8 @@ from typing import List
 
 import keras
 
+from data import pipeline
+from data.config import HOLDOUT_SPLIT
 from tf2 import resnet
 from tf2.config import ModelConfig, RunConfig
 
@@ -63,8 +65,9 @@ def lines(cfg: RunConfig, source, mode: str) -> List[str]:
     if mode != "eval":
         rows.append(("data", _data(cfg, source)))
     if mode != "train":
-        split = cfg.data.eval_split
-        rows.append(("evaluate", f"split {split}: {source.num_examples(split):,} examples"))
+        split, count = cfg.data.eval_split, pipeline.num_eval_examples(source, cfg.data)
+        where = f" (held out of {cfg.data.train_split})" if split == HOLDOUT_SPLIT else ""
+        rows.append(("evaluate", f"split {split}{where}: {count:,} examples"))
     rows.append(("network", _network(cfg)))
     if mode != "eval":
         rows.append(("training", _training(cfg)))

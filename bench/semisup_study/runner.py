@@ -15,13 +15,14 @@ from typing import Dict, Optional
 from bench.semisup_study import protocol as P
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-# Training images/s relative to pretraining the small network (two views per image), from
-# the 2026-11-25 float32 measurements on a 2-core Xeon (old bench/semisup.py MEASURED), and
-# seconds of start-up, tracing and evaluation per run. The absolute speed comes from the
-# CPU's capability (pretrain_speed) and, once a pretraining run has finished, from it.
-RELATIVE_SPEED = {"pretrain_small": 1.0, "pretrain_big": 0.43, "finetune_small": 1.5,
-                  "finetune_big": 0.75, "distill": 1.45, "linear": 2.7}
-OVERHEAD_SECONDS = {"train": 40, "eval": 20}
+# Training images/s relative to pretraining the small network (two views per image), and
+# seconds of start-up, tracing, export and evaluation per run, measured on a 2-core AMD EPYC
+# (Zen 4, AVX512-BF16, no AMX) in mixed bfloat16 on 2026-12-02: pretraining ResNet-18 x0.25
+# 485 images/s, x0.5 140; fine-tuning x0.25 ~1,050. The absolute speed comes from the CPU's
+# capability (pretrain_speed) and, once a run of a kind has finished, from that run.
+RELATIVE_SPEED = {"pretrain_small": 1.0, "pretrain_big": 0.3, "finetune_small": 2.1,
+                  "finetune_big": 0.75, "distill": 1.45, "linear": 3.0}
+OVERHEAD_SECONDS = {"train": 32, "eval": 15}
 
 
 def cpu_info() -> dict:
@@ -43,10 +44,11 @@ def precision_for(cpu: dict) -> str:
 
 def pretrain_speed(cpu: dict) -> float:
     """Estimated images/s of the small pretraining before anything was measured on this CPU:
-    558 on the AMX Xeon in bf16, 365 there in fp32 (issue 13), 210 on a Xeon without bf16."""
+    558 on the AMX Xeon in bf16 (issue 13), 485 on Zen 4 (AVX512-BF16 without AMX) in bf16,
+    210 on a Xeon without native bfloat16 (float32)."""
     if cpu["amx_bf16"]:
         return 558.0
-    return 365.0 if cpu["avx512_bf16"] else 210.0
+    return 485.0 if cpu["avx512_bf16"] else 210.0
 
 
 class Speeds:
