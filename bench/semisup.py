@@ -248,8 +248,7 @@ def main():
         return
     study.run()
     for c in report.claims(report.table(study.state["finals"])):
-        verdict = {True: "HOLDS", False: "DOES NOT HOLD", None: "not measured"}[c["holds"]]
-        print(f"{verdict:>13}: {c['claim']}")
+        print(f"{c['verdict'].upper():>29}: {c['claim']}")
     print(f"total {(time.perf_counter() - study.started) / 60:.1f} min; wrote {study.out}/"
           "results.json, results.md, semisup.png, knn_epochs.png")
 

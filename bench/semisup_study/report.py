@@ -29,16 +29,40 @@ def table(finals: Dict[str, Dict[str, List[float]]]) -> Dict[str, Dict[str, dict
 
 
 def _diff(a: Optional[dict], b: Optional[dict]) -> Optional[dict]:
-    """a - b with its standard error from the spreads over seeds (sqrt(sa²/na + sb²/nb))."""
+    """a - b with its standard error from the spreads over seeds (sqrt(sa²/na + sb²/nb)).
+
+    An arm of one seed has no spread of its own: it is given the other arm's (the same
+    recipe's spread over labelled subsets is the best estimate there is).
+    """
     if not a or not b:
         return None
-    se = (a["std"] ** 2 / a["n"] + b["std"] ** 2 / b["n"]) ** 0.5
+    sa = a["std"] if a["n"] > 1 else b["std"]
+    sb = b["std"] if b["n"] > 1 else a["std"]
+    se = (sa ** 2 / a["n"] + sb ** 2 / b["n"]) ** 0.5
     d = a["mean"] - b["mean"]
     return {"difference": d, "standard_error": se, "beyond_two_se": abs(d) > 2 * se > 0}
 
 
+def verdict(holds: Optional[bool], diff: Optional[dict]) -> str:
+    """'holds' / 'does not hold' when the difference is beyond two standard errors (or there
+    is no spread to judge it by: a threshold claim), else 'not shown (within the spread)'."""
+    if holds is None:
+        return "not measured"
+    if diff is not None and not diff["beyond_two_se"]:
+        return "not shown (within the spread)"
+    return "holds" if holds else "does not hold"
+
+
 def _claim(text, holds, numbers, diff=None):
-    return {"claim": text, "holds": holds, "numbers": numbers, "comparison": diff}
+    return {"claim": text, "holds": holds, "verdict": verdict(holds, diff), "numbers": numbers,
+            "comparison": diff}
+
+
+def _gain_diff(few: dict, many: dict) -> dict:
+    """Difference of two gains, its standard error from theirs."""
+    d = few["difference"] - many["difference"]
+    se = (few["standard_error"] ** 2 + many["standard_error"] ** 2) ** 0.5
+    return {"difference": d, "standard_error": se, "beyond_two_se": abs(d) > 2 * se > 0}
 
 
 def claims(t) -> List[dict]:
@@ -56,9 +80,9 @@ def claims(t) -> List[dict]:
                                "supervised": g("supervised", b)}, d))
     for few, many in (("13pc", "128pc"), ("1pct", "10pct")):
         if gains.get(few) and gains.get(many):
+            d = _gain_diff(gains[few], gains[many])
             out.append(_claim(f"the gain is larger with fewer labels ({few} vs {many})",
-                              gains[few]["difference"] > gains[many]["difference"],
-                              {few: gains[few], many: gains[many]}))
+                              d["difference"] > 0, {few: gains[few], many: gains[many]}, d))
     for b in ("13pc", "1pct"):
         d = _diff(g("selfdistill", b), g("finetune_small", b))
         if d:
@@ -110,14 +134,13 @@ def markdown(t, claim_list, info: dict, s: P.Scale) -> str:
         f"{100 * raw[b]:.1f}" if b in raw else "-" for b in budgets) + " |")
     lines += ["", "## Claims", ""]
     for c in claim_list:
-        verdict = {True: "holds", False: "does not hold", None: "not measured"}[c["holds"]]
         comp = c.get("comparison")
         extra = ""
         if comp:
             extra = (f" (difference {100 * comp['difference']:+.2f} points, standard error "
                      f"{100 * comp['standard_error']:.2f}: "
                      f"{'beyond' if comp['beyond_two_se'] else 'within'} two)")
-        lines.append(f"- **{verdict}**: {c['claim']}{extra}")
+        lines.append(f"- **{c['verdict']}**: {c['claim']}{extra}")
     lines += ["", "## Phase 0 (augmentation, kNN top-1 on the holdout)", ""]
     for name, score in info.get("phase0", {}).items():
         lines.append(f"- {name}: {100 * score:.2f}%")

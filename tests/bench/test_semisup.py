@@ -71,3 +71,31 @@ def test_every_command_holds_out_and_trials_of_all_arms_are_alike(study):
         per_arm[arm_budget] = per_arm.get(arm_budget, 0) + 1
     assert set(per_arm.values()) == {len(P.TRIALS)}  # same number of trials everywhere
     assert len(per_arm) == 4 + 4 + 2 + 1 + 1 + 1
+
+
+def test_claims_are_judged_against_the_spread_over_seeds():
+    """Hand-computed: difference of means, its standard error sqrt(sa²/na + sb²/nb) (a
+    one-seed arm borrows the other arm's std), and the verdict by two standard errors."""
+    from bench.semisup_study import report
+    finals = {"supervised": {"1pct": [0.70, 0.72, 0.74], "13pc": [0.6, 0.7, 0.8],
+                             "10pct": [0.85, 0.86, 0.87]},
+              "finetune_small": {"1pct": [0.80, 0.81, 0.82], "13pc": [0.66, 0.71, 0.76],
+                                 "10pct": [0.86, 0.87, 0.88]},
+              "selfdistill": {"1pct": [0.78]}}
+    claims = report.claims(report.table(finals))
+    beat_1pct = next(c for c in claims if c["claim"].startswith("1pct: SimCLRv2 fine-tuned"))
+    assert beat_1pct["comparison"]["difference"] == pytest.approx(0.09)
+    assert beat_1pct["comparison"]["standard_error"] == pytest.approx((0.0005 / 3) ** 0.5)
+    assert beat_1pct["verdict"] == "holds"
+    beat_13 = next(c for c in claims if c["claim"].startswith("13pc: SimCLRv2 fine-tuned"))
+    assert beat_13["comparison"]["standard_error"] == pytest.approx((0.0125 / 3) ** 0.5)
+    assert beat_13["holds"] is True and beat_13["verdict"] == "not shown (within the spread)"
+    gain = next(c for c in claims if "(1pct vs 10pct)" in c["claim"])
+    assert gain["comparison"]["difference"] == pytest.approx(0.08)
+    assert gain["comparison"]["standard_error"] == pytest.approx(
+        (0.0005 / 3 + 0.0002 / 3) ** 0.5)
+    assert gain["verdict"] == "holds"
+    distill = next(c for c in claims if c["claim"].startswith("1pct: self-distillation"))
+    assert distill["comparison"]["difference"] == pytest.approx(-0.03)
+    assert distill["comparison"]["standard_error"] == pytest.approx((0.0001 + 0.0001 / 3) ** 0.5)
+    assert distill["verdict"] == "does not hold"

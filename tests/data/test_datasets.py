@@ -5,6 +5,7 @@ import logging
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from PIL import Image
 
 from data import datasets
@@ -55,6 +56,46 @@ def test_fashion_mnist_slice_keeps_positions(fashion):
     np.testing.assert_array_equal(labels[9990:], test_labels[9990:])
     indices = [ex['index'] for ex in fashion.as_dataset('test[9990:]').as_numpy_iterator()]
     assert indices == list(range(9990, 10000))
+
+
+def _passes(ds):
+    batches = list(ds.batch(4096).as_numpy_iterator())
+    return {k: np.concatenate([b[k] for b in batches]) for k in ('image', 'label', 'index')}
+
+
+def test_small_splits_are_read_once_and_served_from_memory_unchanged(fashion, monkeypatch):
+    """A fixed-shape split within IN_MEMORY_MAX_BYTES is read from TFDS once; every later pass
+    yields the same examples in the same order as a read from TFDS (the oracle: _read)."""
+    source = datasets.TfdsSource(fashion.builder)  # nothing in memory yet
+    reads = []
+    tfds_read = source._read
+    monkeypatch.setattr(source, '_read', lambda split, *a, **k: (reads.append(split),
+                                                                  tfds_read(split, *a, **k))[1])
+    for split in ('test', 'test[:700]'):
+        first, second = _passes(source.as_dataset(split)), _passes(source.as_dataset(split))
+        labels = source.labels(split)
+        oracle = _passes(tfds_read(split))
+        for key in ('image', 'label', 'index'):
+            np.testing.assert_array_equal(first[key], oracle[key])
+            np.testing.assert_array_equal(second[key], oracle[key])
+        np.testing.assert_array_equal(labels[oracle['index']], oracle['label'])
+    assert reads == ['test', 'test[:700]']  # one TFDS read per split for all of the above
+    reads.clear()
+    half = source.as_dataset('test', input_context=tf.distribute.InputContext(2, 1, 2))
+    assert reads == ['test']  # one of several input pipelines: TFDS reads its share
+    np.testing.assert_array_equal(_passes(half)['index'], np.arange(1, 10000, 2))
+    monkeypatch.setattr(datasets, 'IN_MEMORY_MAX_BYTES', 28 * 28 * 699)  # 700 images: too big
+    reads.clear()
+    fresh = datasets.TfdsSource(fashion.builder)
+    fresh_read = fresh._read
+    monkeypatch.setattr(fresh, '_read', lambda split, *a, **k: (reads.append(split),
+                                                                 fresh_read(split, *a, **k))[1])
+    streamed = _passes(fresh.as_dataset('test[:700]'))
+    np.testing.assert_array_equal(streamed['index'], oracle['index'])
+    assert reads == ['test[:700]']
+    fresh.as_dataset('test[:600]')  # 600 fit: read once into memory, not again
+    fresh.as_dataset('test[:600]')
+    assert reads == ['test[:700]', 'test[:600]']
 
 
 def test_idx_magic_number_is_checked(tmp_path):

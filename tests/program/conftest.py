@@ -208,6 +208,17 @@ def job_evaluate(pool):
     return pool.run_shell(line, "evaluate")
 
 
+def job_holdout_eval(pool):
+    """mode=eval of a copy of the finetune run on a 5% holdout of its 2,000 training images."""
+    finetune = pool.result("finetune").check()
+    model_dir = Path(pool.model_dir("holdout_eval"))
+    shutil.copytree(finetune.model_dir, model_dir)
+    args = ["--mode=eval", "--train_mode=finetune", *_fashion(pool), "--holdout_fraction=0.05",
+            "--eval_split=holdout", "--eval_steps=0", "--eval_timeout=0",
+            f"--model_dir={model_dir}"]
+    return pool.run(args, "holdout_eval")
+
+
 def job_toy_finetune(pool):
     """Transfer: the Fashion-MNIST pretrain SavedModel fine-tuned on the 2-class toy folder.
 
@@ -363,6 +374,7 @@ JOBS = {
     "finetune": (("pretrain",), job_finetune),
     "toy_finetune": (("pretrain",), job_toy_finetune),
     "distill": (("finetune",), job_distill),
+    "holdout_eval": (("finetune",), job_holdout_eval),
     "toy_distill": (("toy_finetune",), job_toy_distill),
     "evaluate": (("distill",), job_evaluate),
     "nan": (("pretrain",), job_nan),

@@ -425,6 +425,36 @@ def test_finetune_banner_counts_the_labelled_subset(runs):
     assert result.lines_starting("evaluate") == ["split test: 10,000 examples"]
 
 
+@runs("holdout_eval")
+def test_eval_on_the_holdout_counts_and_scores_the_held_out_images(runs):
+    """--eval_split=holdout: the banner and the result count the held-out images (5% of each
+    class of train[:2000]), and top-1 equals the restored model's on exactly those images."""
+    from checkpoints import manager as ckpt_lib
+    from data import augment, fashion_mnist, subsets
+    from tf2 import config as cfg_lib
+    from tf2 import model as model_lib
+    result = runs.result("holdout_eval").check()
+    images, labels = fashion_mnist.read_split(fashion_mnist.DEFAULT_SOURCE_DIR, "train")
+    counts = np.bincount(labels[:2000], minlength=10)
+    held = subsets.holdout_indices(labels[:2000], 0.05)
+    assert np.array_equal(np.bincount(labels[held], minlength=10),
+                          [round(0.05 * c) for c in counts])  # Python's round, class by class
+    n = len(held)
+    assert result.lines_starting("evaluate") == [
+        f"split holdout (held out of train[:2000]): {n:,} examples"], result.stdout
+    model_dir = Path(result.model_dir)
+    cfg = cfg_lib.load_run_config(str(model_dir / "config.json"), data=None)
+    model = model_lib.build_model(cfg.model, cfg.head, image_size=16, num_classes=10)
+    ckpt_lib.restore_objects(str(model_dir / "ckpt-4"), model=model)
+    batch = tf.stack([augment.preprocess_for_eval(x, 16, center_crop=False)
+                      for x in images[held]])
+    logits = model(batch, training=False)[model_lib.LOGITS_SUP].numpy()
+    top1 = float(np.mean(np.argmax(logits, axis=1) == labels[held]))
+    shown = [l for l in result.lines_starting("eval") if "top-1" in l]
+    assert len(shown) == 1 and shown[0].endswith(f"on {n} examples (step 4)"), result.stdout
+    assert float(shown[0].split()[1]) == pytest.approx(top1, abs=1e-4)
+
+
 @pytest.mark.parametrize("flag", ["--helpshort", "--help"])
 def test_help_lists_the_programs_flags(flag, tmp_path):
     from flags import definitions
