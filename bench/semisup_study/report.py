@@ -141,6 +141,26 @@ def markdown(t, claim_list, info: dict, s: P.Scale) -> str:
                      f"{100 * comp['standard_error']:.2f}: "
                      f"{'beyond' if comp['beyond_two_se'] else 'within'} two)")
         lines.append(f"- **{c['verdict']}**: {c['claim']}{extra}")
+    lines += ["", "## The search (holdout top-1 %, subset seed 0; * = chosen)", "",
+              "| Arm | Budget | " + " | ".join(t_.label() for t_ in s.trials) + " |",
+              "|---|---|" + "---|" * len(s.trials)]
+    for arm, per_budget in info.get("search", {}).items():
+        for budget, records in per_budget.items():
+            if budget.endswith(":chosen") or not isinstance(records, list):
+                continue
+            chosen = per_budget.get(budget + ":chosen")
+            cells = [f"{100 * r['holdout_top1']:.1f}{'*' if i == chosen else ''}"
+                     for i, r in enumerate(records)]
+            lines.append(f"| {arm} | {budget} | " + " | ".join(cells) + " |")
+    lines += ["", "## The representation before fine-tuning (kNN top-1 on the holdout)", ""]
+    raw_1pct = raw.get("1pct")
+    for name, points in info.get("knn_curves", {}).items():
+        if name.startswith("pretrain") and points:
+            step, value = points[-1]
+            epochs = step * s.batch["pretrain"] / P.TRAIN_POOL
+            against = (f", raw pixels {100 * raw_1pct:.1f} (same bank): "
+                       f"{100 * (value - raw_1pct):+.1f} points" if raw_1pct else "")
+            lines.append(f"- {name} after {epochs:.1f} epochs: {100 * value:.1f}%{against}")
     lines += ["", "## Phase 0 (augmentation, kNN top-1 on the holdout)", ""]
     for name, score in info.get("phase0", {}).items():
         lines.append(f"- {name}: {100 * score:.2f}%")
