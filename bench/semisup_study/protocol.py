@@ -82,12 +82,15 @@ class Scale:
     checkpoint_steps: int = 100
 
 
-# Sized for <= 120 min on a 2-core CPU (projected 91 on Zen 4 in bf16, 2026-12-02): the small
-# network 7 epochs and the big one (x0.5, about 3.5x slower per image) 2 epochs take the same
-# pretraining time; the arms' epoch budgets are the maxima a trial's epochs_factor scales.
+# Sized for <= 120 min on a 2-core CPU (about 105 on Zen 4 in bf16, 2026-12-02): the small
+# network 7 epochs (13 min), the big one (x0.5, 2.2x slower per image there) 2 epochs (9 min).
+# The arms' epoch budgets are the maxima a trial's epochs_factor scales; they are set so that
+# training from scratch gets at least ~200 steps of 128 (at 60 epochs of 130 images, 61 steps,
+# it stopped at 33% top-1 with the search choosing the longest trial: a budget that short
+# tunes the baseline down).
 FULL = Scale(small=Arch(18, 0.25), big=Arch(18, 0.5),
              pretrain_epochs=dict(phase0=0.5, small=7, big=2),
-             arm_epochs={"13pc": 60, "128pc": 15, "1pct": 40, "10pct": 8, "distill": 1,
+             arm_epochs={"13pc": 200, "128pc": 40, "1pct": 60, "10pct": 15, "distill": 1,
                          "linear": 2},
              budgets=("13pc", "128pc", "1pct", "10pct"), big_budgets=("13pc", "1pct"),
              distill_budgets=("1pct",), seeds=(0, 1, 2))

@@ -18,9 +18,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 # Training images/s relative to pretraining the small network (two views per image), and
 # seconds of start-up, tracing, export and evaluation per run, measured on a 2-core AMD EPYC
 # (Zen 4, AVX512-BF16, no AMX) in mixed bfloat16 on 2026-12-02: pretraining ResNet-18 x0.25
-# 485 images/s, x0.5 140; fine-tuning x0.25 ~1,050. The absolute speed comes from the CPU's
+# 487 images/s, x0.5 230; fine-tuning x0.25 ~1,050. The absolute speed comes from the CPU's
 # capability (pretrain_speed) and, once a run of a kind has finished, from that run.
-RELATIVE_SPEED = {"pretrain_small": 1.0, "pretrain_big": 0.3, "finetune_small": 2.1,
+RELATIVE_SPEED = {"pretrain_small": 1.0, "pretrain_big": 0.47, "finetune_small": 2.1,
                   "finetune_big": 0.75, "distill": 1.45, "linear": 3.0}
 OVERHEAD_SECONDS = {"train": 32, "eval": 15}
 
