@@ -173,6 +173,7 @@ def figure(t, s: P.Scale, path: str):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker  # noqa: F401 (matplotlib.ticker below)
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     names = [b.name for b in P.BUDGETS]
     labels = {b.name: b.labels for b in P.BUDGETS}
@@ -183,6 +184,9 @@ def figure(t, s: P.Scale, path: str):
             ax.errorbar(xs, [100 * y["mean"] for y in ys], yerr=[100 * y["std"] for y in ys],
                         marker="o", capsize=3, label=f"{label} ({getattr(s, size).label})")
     ax.set_xscale("log")
+    ticks = sorted(labels.values())  # the budgets themselves, no crowded minor labels
+    ax.set_xticks(ticks, [f"{n:,}" for n in ticks])
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel("labelled images (class-balanced, outside the holdout)")
     ax.set_ylabel("Fashion-MNIST test top-1 (%)")
     _finish(plt, fig, ax, path, legend_size=7)
