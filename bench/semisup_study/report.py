@@ -108,6 +108,8 @@ def claims(t) -> List[dict]:
 def _cell(x: Optional[dict]) -> str:
     if not x:
         return "-"
+    if x["n"] == 1:  # one seed: no spread to show
+        return f"{100 * x['mean']:.1f} (n=1)"
     return f"{100 * x['mean']:.1f} ± {100 * x['std']:.1f} (n={x['n']})"
 
 
