@@ -225,10 +225,15 @@ def num_eval_examples(source: source_lib.Source, cfg: DataConfig,
     held-out part of cfg.train_split."""
     split = split or cfg.eval_split
     if split == HOLDOUT_SPLIT:
-        if not cfg.holdout_fraction:
-            raise ValueError("eval split 'holdout' needs a holdout: set --holdout_fraction > 0.")
-        return int(holdout_mask(source, cfg).sum())
+        return int(_eval_holdout(source, cfg).sum())
     return source.num_examples(split)
+
+
+def _eval_holdout(source: source_lib.Source, cfg: DataConfig) -> np.ndarray:
+    """holdout_mask for eval split 'holdout'; ValueError when there is no holdout."""
+    if not cfg.holdout_fraction:
+        raise ValueError("eval split 'holdout' needs a holdout: set --holdout_fraction > 0.")
+    return holdout_mask(source, cfg)
 
 
 def eval_input_fn(source: source_lib.Source, cfg: DataConfig, global_batch_size: int,
@@ -240,9 +245,7 @@ def eval_input_fn(source: source_lib.Source, cfg: DataConfig, global_batch_size:
     """
     split = split or cfg.eval_split
     if split == HOLDOUT_SPLIT:
-        if not cfg.holdout_fraction:
-            raise ValueError("eval split 'holdout' needs a holdout: set --holdout_fraction > 0.")
-        held_out = holdout_mask(source, cfg)
+        held_out = _eval_holdout(source, cfg)
         split, keep = cfg.train_split, held_out if keep is None else held_out & keep
     source.check_split(split)
     center_crop = cfg.image_size >= EVAL_CENTER_CROP_MIN_SIZE
