@@ -10,12 +10,16 @@ RGB image in [0, 1] of shape (h, w, 3), as made by `to_rgb_float`; the `preproce
 `two_views` entry points accept anything `to_rgb_float` accepts.
 
 Choices, following SimCLR v2's `data_util.py` unless said otherwise:
-- Crop: Inception-style random resized crop. The area fraction is uniform in `area_range`
-  and the aspect ratio uniform (not log-uniform) in `aspect_ratio_range`, measured relative
-  to the image's own aspect ratio, as SimCLR passes `(3/4 * w/h, 4/3 * w/h)` to
-  `tf.image.sample_distorted_bounding_box`. Unlike that op, which draws the crop height
-  uniformly (so its area is not uniform), we draw the area itself, as torchvision does.
-  When none of `max_attempts` candidates fits, the whole image is used. Bicubic resize.
+- Crop: Inception-style random resized crop with SimCLR's law: the box is drawn by
+  `tf.image.stateless_sample_distorted_bounding_box` (the stateless twin of the op the
+  original's `crop_and_resize` calls) with the original's arguments: the whole image as the
+  bounding box, `min_object_covered=0.1`, `aspect_ratio_range=(3/4, 4/3)` relative to the
+  *output* (square, so 3:4 to 4:3 in pixels whatever the source's shape),
+  `area_range=(0.08, 1.0)` (`--crop_area_range`) and 100 attempts; the op draws the aspect
+  ratio uniformly, then the crop height uniformly between the heights of the smallest and
+  largest allowed areas, so the area is not uniform (mean ~0.42 at 224 px). When no attempt
+  fits, the op returns the whole image, as in the original. Bicubic resize. The crop's area
+  and aspect distributions are tested against the original op's (tests/data/test_augment.py).
 - Colour: brightness multiplies by a factor uniform in [1-b, 1+b] (SimCLR v2); contrast,
   saturation and hue are `tf.image.adjust_*`; applied in a random order, clipped after each.
   On single-channel sources (Fashion-MNIST) saturation, hue and the greyscale op do nothing,
@@ -29,6 +33,8 @@ Choices, following SimCLR v2's `data_util.py` unless said otherwise:
 import functools
 
 import tensorflow as tf
+
+from data.config import CROP_MIN_OBJECT_COVERED
 
 CROP_AREA_RANGE = (0.08, 1.0)
 CROP_ASPECT_RATIO_RANGE = (3.0 / 4.0, 4.0 / 3.0)
@@ -92,41 +98,30 @@ def to_rgb_float(image):
 
 
 def sample_crop_box(shape, seed, area_range=CROP_AREA_RANGE,
-                    aspect_ratio_range=CROP_ASPECT_RATIO_RANGE, max_attempts=100):
-    """Draws the box of a random resized crop.
-
-    All `max_attempts` candidates are drawn at once and the first that fits is kept, which
-    is the same distribution as drawing them one by one.
+                    aspect_ratio_range=CROP_ASPECT_RATIO_RANGE, max_attempts=100,
+                    min_object_covered=CROP_MIN_OBJECT_COVERED):
+    """Draws the box of a random resized crop, as SimCLR's `crop_and_resize` does.
 
     Args:
-      shape: int tensor (>= 2,), the image shape; only (height, width) are read.
+      shape: int tensor (3,), the image shape (height, width, channels).
       seed: (2,) int32/int64.
-      area_range: bounds of the crop area as a fraction of the image area (uniform).
-      aspect_ratio_range: bounds of (crop w / crop h) / (image w / image h) (uniform).
+      area_range: bounds of the crop area as a fraction of the image area.
+      aspect_ratio_range: bounds of the crop's width / height in pixels (the original passes
+        the output's aspect ratio times (3/4, 4/3); our outputs are square).
       max_attempts: candidates to draw before falling back to the whole image.
+      min_object_covered: the least fraction of the image the crop must cover (the
+        original's 0.1: no crop is smaller than a tenth of the image, whatever `area_range`).
 
     Returns:
       (4,) int32: offset_y, offset_x, crop_height, crop_width.
     """
-    height = tf.cast(shape[0], tf.float32)
-    width = tf.cast(shape[1], tf.float32)
-    area_seed, ratio_seed, offset_seed = _sub_seeds(seed, 3)
-    area = height * width * tf.random.stateless_uniform(
-        [max_attempts], area_seed, area_range[0], area_range[1])  # (attempts,) pixels
-    ratio = (width / height) * tf.random.stateless_uniform(
-        [max_attempts], ratio_seed, aspect_ratio_range[0], aspect_ratio_range[1])
-    crop_w = tf.round(tf.sqrt(area * ratio))  # (attempts,)
-    crop_h = tf.round(tf.sqrt(area / ratio))
-    fits = (crop_w >= 1) & (crop_w <= width) & (crop_h >= 1) & (crop_h <= height)
-    first = tf.argmax(tf.cast(fits, tf.int32))  # index of the first True (0 if none)
-    any_fits = tf.reduce_any(fits)
-    crop_h = tf.where(any_fits, tf.gather(crop_h, first), height)
-    crop_w = tf.where(any_fits, tf.gather(crop_w, first), width)
-    # Offsets uniform over the integer positions that keep the box inside the image.
-    uniform = tf.random.stateless_uniform([2], offset_seed)  # (2,) in [0, 1)
-    room = tf.stack([height - crop_h, width - crop_w]) + 1.0  # (2,)
-    offsets = tf.minimum(tf.floor(uniform * room), room - 1.0)
-    return tf.cast(tf.concat([offsets, [crop_h, crop_w]], axis=0), tf.int32)  # (4,)
+    shape = tf.cast(shape[:3], tf.int32)
+    whole = tf.constant([[[0.0, 0.0, 1.0, 1.0]]], tf.float32)  # (1, 1, 4) the image itself
+    begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
+        shape, bounding_boxes=whole, seed=seed, min_object_covered=min_object_covered,
+        aspect_ratio_range=list(aspect_ratio_range), area_range=list(area_range),
+        max_attempts=max_attempts, use_image_if_no_bounding_boxes=True)
+    return tf.stack([begin[0], begin[1], size[0], size[1]])  # (4,)
 
 
 def random_resized_crop(image, seed, size, area_range=CROP_AREA_RANGE,
@@ -295,7 +290,8 @@ def random_color_distortion(image, seed, strength, mode="rgb"):
     """Colour distortion of SimCLR ('rgb') or its greyscale counterpart ('gray').
 
     'rgb': colour jitter with probability 0.8, then grayscale with probability 0.2.
-    'gray': `gray_jitter` with probability 0.8 (the same seeds as 'rgb'). 'none': unchanged.
+    'gray': `gray_jitter` with probability 0.8 (the same seeds as 'rgb'). 'none', or a
+    strength <= 0, leaves the image unchanged (the original skips every colour op then).
 
     Args:
       image: (h, w, 3) float32 in [0, 1].
@@ -307,7 +303,7 @@ def random_color_distortion(image, seed, strength, mode="rgb"):
       (h, w, 3) float32 in [0, 1].
     """
     jitter_seed, jitter_coin, gray_coin = _sub_seeds(seed, 3)
-    if mode == "none":
+    if mode == "none" or strength <= 0:  # the original: no colour op at all, greyscale included
         return image
     if mode == "gray":
         return _random_apply(lambda x: gray_jitter(x, jitter_seed, strength), image,

@@ -7,6 +7,10 @@ ImageNet setting is `DataConfig.imagenet()`.
 import dataclasses
 from typing import Optional, Tuple
 
+# The random resized crop covers at least this fraction of the image (the original's
+# `min_object_covered` of `tf.image.sample_distorted_bounding_box`).
+CROP_MIN_OBJECT_COVERED = 0.1
+
 HOLDOUT_SPLIT = 'holdout'  # eval_split naming the held-out part of train_split
 
 

@@ -5,6 +5,7 @@ exits with status 2.
 """
 import os
 
+from data.config import CROP_MIN_OBJECT_COVERED
 from flags import configs
 
 RESNET_DEPTHS = (18, 34, 50, 101, 152, 200)
@@ -117,6 +118,14 @@ def _check_holdout_and_augment(f):
     _require(0.0 < low <= high <= 1.0,
              f"--crop_area_range={f.crop_area_range}: use 'low,high' with 0 < low <= high <= 1 "
              "(default 0.08,1.0).")
+    # The crop op also needs the box to cover a tenth of the image (the original's
+    # min_object_covered) and a range that pixel boxes can land in; otherwise every crop
+    # silently falls back to the whole image (measured: 0.05,0.1 and 0.12,0.12 always do).
+    _require(high > CROP_MIN_OBJECT_COVERED and (low < high or low == 1.0),
+             f"--crop_area_range={f.crop_area_range}: no crop could be drawn (every view would "
+             f"be the whole image): high must exceed {CROP_MIN_OBJECT_COVERED} (crops "
+             "cover at least a tenth of the image, as in the original) and low < high, or "
+             "use 1,1 for no crop.")
 
 
 def _check_knn(f):

@@ -82,6 +82,8 @@ def _check_eval_result(model_dir, step, num_examples):
     (["--crop_area_range=0.6,0.3"], "--crop_area_range=0.6,0.3"),
     (["--crop_area_range=0.2,1.5"], "--crop_area_range=0.2,1.5"),
     (["--crop_area_range=abc"], "--crop_area_range=abc"),
+    (["--crop_area_range=0.05,0.1"], "--crop_area_range=0.05,0.1: no crop could be drawn"),
+    (["--crop_area_range=0.12,0.12"], "--crop_area_range=0.12,0.12: no crop could be drawn"),
     (["--holdout_fraction=1"], "--holdout_fraction=1"),
     (["--eval_split=holdout", "--mode=train_then_eval"], "--eval_split=holdout"),
     (["--knn_k=0"], "--knn_k=0"),
