@@ -144,7 +144,7 @@ def flags_of(run_flags):
 @pytest.mark.parametrize('dataset, kept, half', [('imagenet2012_subset/1pct', 6, 3),
                                                  ('imagenet2012_subset/10pct', 9, 6)])
 def test_finetuning_an_official_subset_uses_all_of_it(fake_imagenet, flags_of, dataset, kept,
-                                                      half):
+                                                      half, tmp_path):
     """The stage default label_fraction=0.1 kept one image per class (3 of 6, 3 of 9).
 
     Per class the fake 1pct has 2 images, 10pct 3: half is round(1.0) = 1 or round(1.5) = 2.
@@ -152,7 +152,8 @@ def test_finetuning_an_official_subset_uses_all_of_it(fake_imagenet, flags_of, d
     from data import pipeline
     from flags import configs, consistency
     dirs = fake_imagenet[3]
-    f = flags_of('--train_mode=finetune', f'--dataset={dataset}', '--checkpoint=x',
+    model_dir = f'--model_dir={tmp_path / "finetune"}'  # never the user's runs/finetune
+    f = flags_of('--train_mode=finetune', f'--dataset={dataset}', '--checkpoint=x', model_dir,
                  f'--data_dir={dirs["data_dir"]}', f'--manual_dir={dirs["manual_dir"]}',
                  '--train_batch_size=2', '--eval_split=validation')
     data_cfg = configs.data_config(f)
@@ -162,7 +163,7 @@ def test_finetuning_an_official_subset_uses_all_of_it(fake_imagenet, flags_of, d
     cfg = configs.run_config(f, kept, source.class_names)
     assert consistency.check(f, cfg, source) == []  # no warning
     # Asked for explicitly, a fraction applies on top of the list, with a warning saying so.
-    f = flags_of('--train_mode=finetune', f'--dataset={dataset}', '--checkpoint=x',
+    f = flags_of('--train_mode=finetune', f'--dataset={dataset}', '--checkpoint=x', model_dir,
                  f'--data_dir={dirs["data_dir"]}', f'--manual_dir={dirs["manual_dir"]}',
                  '--train_batch_size=2', '--label_fraction=0.5')
     data_cfg = configs.data_config(f)
