@@ -41,10 +41,7 @@ class RunRecord:
                  "host": socket.gethostname(), "resumed_from_step": restored_step,
                  "command": self.command, "flags": self.flags}
         os.makedirs(self.directory, exist_ok=True)
-        with open(os.path.join(self.directory, STARTS), "a") as f:
-            f.write(json.dumps(entry) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        append_line(os.path.join(self.directory, STARTS), json.dumps(entry))
 
     def saving(self) -> None:
         """Writes config.json and flags.json before this start's first checkpoint (once)."""
@@ -55,10 +52,45 @@ class RunRecord:
         self._written = True
 
 
+def append_line(path: str, line: str) -> None:
+    """Appends `line` and a newline to `path`, whole or not at all.
+
+    A write that fails (a full disk) is cut back off, so the file keeps only whole lines; a
+    fragment that an earlier append could not cut off (the process was killed) is dropped
+    before this line is written, so the next line never continues it.
+    """
+    data = (line + "\n").encode()
+    with open(path, "a+b") as f:
+        size = f.seek(0, os.SEEK_END)
+        whole = _whole_lines_size(f, size)
+        if whole != size:
+            f.truncate(whole)
+        try:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        except OSError:
+            f.truncate(whole)
+            raise
+
+
+def _whole_lines_size(f, size: int) -> int:
+    """The length of the file's whole lines: up to and including its last newline."""
+    if size == 0:
+        return 0
+    f.seek(0)
+    content = f.read(size)
+    return content.rfind(b"\n") + 1
+
+
 def read_starts(directory: str) -> list:
-    """The entries of starts.jsonl, oldest first ([] if there is none)."""
+    """The entries of starts.jsonl, oldest first ([] if there is none).
+
+    A last line without its newline is an append that never finished: it is not an entry.
+    """
     path = os.path.join(directory, STARTS)
     if not os.path.exists(path):
         return []
     with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+        lines = f.read().split("\n")[:-1]  # the part after the last newline is unfinished
+    return [json.loads(line) for line in lines if line.strip()]
