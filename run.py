@@ -49,7 +49,7 @@ def _quiet_libraries():
 
 
 def _stage_module(train_mode):
-    from tf2 import distill, finetune, pretrain
+    from stages import distill, finetune, pretrain
     return {"pretrain": pretrain, "finetune": finetune, "distill": distill}[train_mode]
 
 
@@ -162,7 +162,7 @@ def _print_banner(cfg, source, chief):
     prints it: a multi-worker run whose workers built different things before their first
     collective would pair the wrong collective ops.
     """
-    from tf2 import banner
+    from stages import banner
     text = "\n".join(banner.lines(cfg, source, FLAGS.mode)) + "\n"
     if chief:
         print(text, flush=True)
@@ -275,7 +275,8 @@ def main(argv):
         _fail(str(e))
     import tensorflow as tf
     from checkpoints import manager as ckpt_lib
-    from tf2 import distribute, evaluate, loop
+    from tf2 import distribute
+    from stages import evaluate, loop
     chief = distribute.is_chief(strategy)
     claim = _claim_model_dir(cfg, chief)  # noqa: F841  held until the process ends
     _print_banner(cfg, source, chief)  # before _setup seeds Keras: it builds a network
@@ -294,7 +295,7 @@ def main(argv):
     except distribute.CLUSTER_ERRORS as e:  # a worker died: say so, not a collective traceback
         logging.info("Traceback (shown with --verbosity=0):", exc_info=True)
         _fail(_with_command(distribute.cluster_error_message(e, cfg.model_dir)), status=1)
-    except SystemExit as e:  # SIGTERM: tf2/loop.py saved a checkpoint and says to run again
+    except SystemExit as e:  # SIGTERM: stages/loop.py saved a checkpoint and says to run again
         if isinstance(e.code, str):
             raise SystemExit(_with_command(e.code)) from None
         raise
@@ -311,7 +312,7 @@ def main(argv):
 def _evaluate(cfg, strategy, source, chief):
     """evaluate.run; mode=eval says first when it has to wait for a checkpoint, and how long."""
     import tensorflow as tf
-    from tf2 import evaluate
+    from stages import evaluate
     watch = FLAGS.mode == "eval"
     if watch and tf.train.latest_checkpoint(cfg.model_dir) is None:
         print(f"Waiting up to {FLAGS.eval_timeout} s for a checkpoint in {cfg.model_dir} "

@@ -36,7 +36,7 @@ def _command(precision, seed, model_dir):
 
 def _train_rate(model_dir):
     """Median train/images_per_second of the run's loops after the first (tracing) one."""
-    from tf2 import summaries
+    from stages import summaries
     rates = [v for _, v in summaries.read_scalars(model_dir).get(
         "train/images_per_second", [])][1:]
     return statistics.median(rates) if rates else None

@@ -72,7 +72,7 @@ def child(name: str, precision: str, steps: int) -> dict:
     import keras
     import tensorflow as tf
     from bench import throughput
-    from tf2 import loop, pretrain
+    from stages import loop, pretrain
     variant = "float32" if precision == "float32" else precision
     cfg = throughput._run_config(name, "pretrain", variant, steps_per_loop=1)
     keras.mixed_precision.set_global_policy(cfg.precision)

@@ -77,7 +77,7 @@ def child(name, stage, variant, repeats, steps_per_loop):
     """Measures one (config, stage, variant); prints one JSON line."""
     import keras
     import tensorflow as tf
-    from tf2 import finetune, loop, pretrain
+    from stages import finetune, loop, pretrain
     cfg = _run_config(name, stage, variant, steps_per_loop)
     keras.mixed_precision.set_global_policy(cfg.precision)
     module = pretrain if stage == "pretrain" else finetune

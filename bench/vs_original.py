@@ -117,10 +117,10 @@ def original_child(path, name, precision, repeats, steps_per_loop):
 
 
 def ours_child(name, precision, repeats, steps_per_loop):
-    """Times our pretraining step (tf2.pretrain's step_fn, the program's loop); one JSON line."""
+    """Times our pretraining step (stages.pretrain's step_fn, the program's loop); one JSON line."""
     import keras
     import tensorflow as tf
-    from tf2 import loop as loop_lib, pretrain
+    from stages import loop as loop_lib, pretrain
     import dataclasses
     cfg = dataclasses.replace(throughput._run_config(name, "pretrain", "float32",
                                                      steps_per_loop), precision=precision)

@@ -155,7 +155,7 @@ class TrainConfig:
 
 @dataclasses.dataclass(frozen=True)
 class KnnConfig:
-    """The online kNN monitor (tf2/monitor.py), off by default: big data sets pay nothing.
+    """The online kNN monitor (stages/monitor.py), off by default: big data sets pay nothing.
 
     Attributes:
       every_steps: evaluate every this many steps (and at the first and last); 0 = off.

@@ -2,7 +2,7 @@
 
 Strategies (`make_strategy`): one device; MirroredStrategy over the local GPUs;
 MultiWorkerMirroredStrategy over the hosts of TF_CONFIG; TPUStrategy over a Cloud TPU. Step
-functions are written for one replica (see tf2/pretrain.py); what crosses replicas goes through
+functions are written for one replica (see stages/pretrain.py); what crosses replicas goes through
 `cross_replica_concat` (contrastive negatives, memory-queue keys), synchronised batch norm and
 the optimizer's gradient all-reduce.
 

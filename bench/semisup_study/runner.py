@@ -159,7 +159,7 @@ def images_per_second(log_path: str) -> Optional[float]:
 
 def knn_curve(model_dir: str):
     """[(step, kNN top-1)] of a pretraining run's monitor (TensorBoard knn/top1)."""
-    from tf2 import summaries
+    from stages import summaries
     return summaries.read_scalars(model_dir).get("knn/top1", [])
 
 

@@ -12,7 +12,7 @@ from data import augment, fashion_mnist, subsets
 from tf2 import config as cfg_lib
 from tf2 import model as model_lib
 from tf2 import resnet
-from tf2 import summaries
+from stages import summaries
 
 runs = pytest.mark.runs
 SKIP = {"_CHECKPOINTABLE_OBJECT_GRAPH", "save_counter/.ATTRIBUTES/VARIABLE_VALUE"}

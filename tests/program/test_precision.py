@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf2 import summaries
+from stages import summaries
 
 runs = pytest.mark.runs
 LOSS_RTOL = 0.05      # |bf16 - fp32| / fp32 of a loss after the same steps

@@ -20,7 +20,7 @@ import pytest
 import tensorflow as tf
 
 from flags import validate
-from tf2 import summaries
+from stages import summaries
 
 runs = pytest.mark.runs
 REPO = Path(__file__).resolve().parents[2]
@@ -188,7 +188,7 @@ def test_warm_start_copies_encoder_and_projection_head_only(runs):
     from checkpoints import warm_start
     from data.config import DataConfig
     from tf2 import config as config_lib
-    from tf2 import finetune, pretrain
+    from stages import finetune, pretrain
     keras.mixed_precision.set_global_policy("float32")
     model_dir = Path(runs.result("pretrain").check().model_dir)
     cfg = config_lib.load_run_config(str(model_dir / "config.json"), data=DataConfig())
@@ -294,7 +294,7 @@ def test_transfer_from_saved_model_and_big_to_small_distillation_learn_the_toy_s
     from data import datasets, pipeline
     from data.config import DataConfig
     from tf2 import config as config_lib
-    from tf2.distill import Teacher
+    from stages.distill import Teacher
     data = DataConfig(dataset=f"folder:{runs.toy_dir}", image_size=16)
     images = next(iter(pipeline.eval_input_fn(datasets.load(data), data, 32)(
         tf.distribute.InputContext())))["image"]

@@ -2,7 +2,7 @@
 
 Each stage's own step function (pretrain with and without the memory queue, finetune, distill)
 runs on the same global batches on one device (eagerly, the reference) and on two replicas
-(compiled, as tf2/loop.py runs it), from identical weights, with global batch norm. For three
+(compiled, as stages/loop.py runs it), from identical weights, with global batch norm. For three
 consecutive LARS steps they must agree on the metrics, on the move of every weight (in step 1
 the momentum is zero, so rank-1 variables and the supervised head move by exactly -lr * g: the
 gradient itself is compared), on the momentum slots, batch-norm moving statistics, EMA copy and
@@ -22,7 +22,8 @@ import pytest
 import tensorflow as tf
 
 from data.config import DataConfig
-from tf2 import distill, distribute, finetune, pretrain
+from tf2 import distribute
+from stages import distill, finetune, pretrain
 from tf2.config import (HeadConfig, LossConfig, MemoryConfig, ModelConfig, OptimizerConfig,
                         RunConfig, TrainConfig)
 
@@ -87,7 +88,7 @@ class _Run:
       train_mode, cfg: the stage and its settings.
       strategy: where it runs.
       weights: initial values for model.get_weights() (None keeps the random ones).
-      compiled: run the step in a tf.function, as tf2/loop.py does; False runs it eagerly
+      compiled: run the step in a tf.function, as stages/loop.py does; False runs it eagerly
         (the one-device reference: no tracing, and an execution path of its own).
     """
 

@@ -7,7 +7,8 @@ import tensorflow as tf
 
 from data.config import DataConfig
 from tf2 import config as cfg_lib
-from tf2 import finetune, losses, pretrain
+from tf2 import losses
+from stages import finetune, pretrain
 from tf2 import model as model_lib
 
 

@@ -13,8 +13,9 @@ from checkpoints import export as export_lib
 from checkpoints import warm_start as warm_start_lib
 from checkpoints import manager as ckpt_lib
 from data import pipeline
-from tf2 import finetune, losses, loop, model as model_lib, optimizers
-from tf2 import monitor as monitor_lib
+from tf2 import losses, model as model_lib, optimizers
+from stages import finetune, loop
+from stages import monitor as monitor_lib
 from tf2.config import RunConfig
 
 

@@ -9,7 +9,7 @@ from checkpoints import manager as ckpt_lib
 from data import datasets, pipeline
 from data.config import DataConfig
 from tf2 import config as cfg_lib
-from tf2 import evaluate
+from stages import evaluate
 
 NUM_TEST = 12  # per class; 3 classes -> 36 images, eval batch 8 (last batch partial)
 

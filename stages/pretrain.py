@@ -6,8 +6,9 @@ a linear head on stop-gradient features whose labels never reach the encoder.
 import tensorflow as tf
 
 from data import pipeline
-from tf2 import losses, loop, memory, model as model_lib, optimizers
-from tf2 import monitor as monitor_lib
+from tf2 import losses, memory, model as model_lib, optimizers
+from stages import loop
+from stages import monitor as monitor_lib
 from tf2.config import RunConfig
 
 

@@ -9,7 +9,7 @@ import tensorflow as tf
 from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from tf2 import summaries
+from stages import summaries
 
 
 def _accumulator(logdir):

@@ -8,8 +8,9 @@ import tensorflow as tf
 
 from checkpoints import warm_start as warm_start_lib
 from data import pipeline
-from tf2 import losses, loop, model as model_lib, optimizers
-from tf2 import monitor as monitor_lib
+from tf2 import losses, model as model_lib, optimizers
+from stages import loop
+from stages import monitor as monitor_lib
 from tf2.config import RunConfig
 
 

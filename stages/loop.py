@@ -17,7 +17,7 @@ from absl import logging
 
 from checkpoints import export as export_lib
 from checkpoints import manager as ckpt_lib
-from tf2 import summaries
+from stages import summaries
 from tf2.config import RunConfig
 
 StepFn = Callable[[Dict[str, tf.Tensor]], Dict[str, tf.Tensor]]
@@ -40,7 +40,7 @@ class StageParts:
         exact stream: distributed iterators cannot be checkpointed in TF 2.21).
       extra_state: more checkpointed objects (EMA model, memory queue).
       summary_images: optional batch key whose images go to TensorBoard once.
-      monitor: optional `tf2.monitor.KnnMonitor`, asked between compiled calls.
+      monitor: optional `stages.monitor.KnnMonitor`, asked between compiled calls.
     """
     model: keras.Model
     optimizer: keras.optimizers.Optimizer

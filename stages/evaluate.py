@@ -14,7 +14,7 @@ from checkpoints import export as export_lib
 from checkpoints import manager as ckpt_lib
 from data import pipeline
 from tf2 import model as model_lib
-from tf2 import summaries
+from stages import summaries
 from tf2.config import RunConfig
 
 
