@@ -7,11 +7,13 @@
 
 Flags are parsed and validated first (a bad value exits with status 2 and one line naming
 it); only then is TensorFlow asked to build anything. A run that fails later (NaN loss, a
-checkpoint that does not fit) exits with status 1 and one line saying why.
+checkpoint that does not fit) exits with status 1 and one line saying why. After `_configure`
+nothing here reads a flag: the RunConfig says everything.
 """
 import dataclasses
 import os
 import sys
+from typing import Optional
 
 # TensorFlow's C++ INFO and WARNING lines would bury the progress lines; set it to 0 to see them.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -19,7 +21,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, logging  # noqa: E402
 from absl import flags as absl_flags  # noqa: E402
 
-from flags import commands, configs, consistency, definitions, validate  # noqa: E402
+from flags import checks, commands, configs, definitions, validate  # noqa: E402
+from stages import STAGES  # noqa: E402
 
 FLAGS = definitions.FLAGS
 
@@ -48,50 +51,81 @@ def _quiet_libraries():
         or f"{os.sep}tensorflow_datasets{os.sep}" not in record.pathname)
 
 
-def _stage_module(train_mode):
-    from stages import distill, finetune, pretrain
-    return {"pretrain": pretrain, "finetune": finetune, "distill": distill}[train_mode]
+@dataclasses.dataclass(frozen=True)
+class _Run:
+    """What configuring hands to the rest of main.
 
-
-def _trained_config(cfg):
-    """mode=eval: the network, stage and length of the run that wrote model_dir/config.json.
-
-    Evaluation must rebuild that network and know its last step whatever flags are given now.
+    Attributes:
+      cfg: the final RunConfig.
+      strategy: the tf.distribute strategy.
+      source: the loaded data.Source.
+      chief: whether this worker writes (model_dir, record, SavedModels, the report).
+      flag_values: {flag name: value used}, for flags.json and starts.jsonl.
+      next_command: the command printed at the end; None after the last stage.
     """
-    from tf2 import config as cfg_lib
-    path = os.path.join(cfg.model_dir, "config.json")
-    if not os.path.exists(path):
-        return cfg
-    saved = cfg_lib.load_run_config(path, data=cfg.data)
-    return dataclasses.replace(cfg, model=saved.model, head=saved.head, train=saved.train,
-                               train_mode=saved.train_mode, optimizer=saved.optimizer,
-                               class_names=saved.class_names,
-                               lineareval_while_pretraining=saved.lineareval_while_pretraining)
+    cfg: object
+    strategy: object
+    source: object
+    chief: bool
+    flag_values: dict
+    next_command: Optional[str]
 
 
-def _setup(cfg, seed, deterministic):
+def _configure() -> _Run:
+    """Validates the flags, picks the strategy, loads the data and builds the final config."""
+    validate.validate(FLAGS)
+    _quiet_libraries()
+    from data import datasets, pipeline
+    from tf2 import distribute, precision
+    # The strategy first: MultiWorkerMirroredStrategy and TPUs must configure TensorFlow before
+    # it runs anything (reading the data would start it).
+    strategy = distribute.make_strategy(FLAGS.distribution, FLAGS.tpu or FLAGS.tpu_name,
+                                        FLAGS.tpu_zone, FLAGS.gcp_project)
+    checks.checkpoint_stem(FLAGS)
+    source = checks.named(FLAGS, "dataset", datasets.load)(configs.data_config(FLAGS))
+    checks.train_split(FLAGS, source)
+    checks.sources(FLAGS)
+    examples = checks.named(FLAGS, "dataset", pipeline.num_train_examples)(
+        source, configs.data_config(FLAGS), FLAGS.train_mode)
+    eval_split = checks.eval_split(FLAGS, source)
+    cfg = configs.run_config(FLAGS, examples, source.class_names, eval_split=eval_split,
+                             precision=precision.detect(FLAGS.precision, strategy))
+    for warning in checks.check(FLAGS, cfg, source):
+        logging.warning(warning)
+    warning = validate.jit_warning(FLAGS, precision.device_kind(strategy))
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr, flush=True)
+    validate.check_batch_divides(cfg.train.train_batch_size, strategy.num_replicas_in_sync)
+    validate.check_batch_divides(cfg.eval_batch_size, strategy.num_replicas_in_sync,
+                                 "eval_batch_size")
+    names = [f.name for f in FLAGS.get_key_flags_for_module(definitions)]
+    return _Run(cfg, strategy, source, distribute.is_chief(strategy),
+                configs.used_values(FLAGS, names),
+                commands.next_command(FLAGS, cfg.model_dir, source.num_classes > 0))
+
+
+def _setup(cfg):
     """Seeds, determinism and precision."""
     import keras
     import tensorflow as tf
-    keras.utils.set_random_seed(seed)  # initialisation; the input stream has its own seeds
-    if deterministic:
+    keras.utils.set_random_seed(cfg.train.seed)  # initialisation; the input has its own seeds
+    if cfg.deterministic:
         tf.config.experimental.enable_op_determinism()
     keras.mixed_precision.set_global_policy(cfg.precision)
 
 
-def _run_record(cfg, chief):
+def _run_record(run: _Run):
     """The chief's RunRecord (config.json, flags.json with the values used, starts.jsonl).
 
     The training loop writes it once the resume has succeeded, never before: a refused run
     must not overwrite the record of the run whose checkpoints are in model_dir.
     """
-    if FLAGS.mode == "eval" or not chief:
+    if run.cfg.mode == "eval" or not run.chief:
         return None
     from checkpoints import record
     from tf2 import config as cfg_lib
-    names = [f.name for f in FLAGS.get_key_flags_for_module(definitions)]
-    return record.RunRecord(cfg.model_dir, cfg_lib.run_config_to_dict(cfg),
-                            configs.used_values(FLAGS, names), sys.argv)
+    return record.RunRecord(run.cfg.model_dir, cfg_lib.run_config_to_dict(run.cfg),
+                            run.flag_values, sys.argv)
 
 
 def _claim_model_dir(cfg, chief):
@@ -104,7 +138,7 @@ def _claim_model_dir(cfg, chief):
     if not chief:
         return None
     roles = {"train": [model_dir.TRAIN], "eval": [model_dir.EVAL],
-             "train_then_eval": [model_dir.TRAIN, model_dir.EVAL]}[FLAGS.mode]
+             "train_then_eval": [model_dir.TRAIN, model_dir.EVAL]}[cfg.mode]
     try:
         claim = model_dir.Claim(cfg.model_dir, roles)
     except model_dir.ModelDirBusyError as e:
@@ -117,18 +151,9 @@ def _claim_model_dir(cfg, chief):
     return claim
 
 
-def _check_sources():
-    """--checkpoint and --teacher SavedModels must read whole (FlagError naming the file)."""
+def _report(run: _Run, result=None):
     from checkpoints import export as export_lib
-    from checkpoints import integrity
-    for name in ("checkpoint", "teacher"):
-        path = FLAGS[name].value
-        if path and FLAGS.mode != "eval" and export_lib.is_saved_model_dir(path):
-            _named(integrity.check_saved_model, name)(path)
-
-
-def _report(cfg, result=None, labelled=True):
-    from checkpoints import export as export_lib
+    cfg = run.cfg
     steps = export_lib.exported_steps(cfg.export_dir)
     exported = os.path.join(cfg.export_dir, str(steps[-1])) if steps else "(none)"
     print(f"\nmodel_dir:   {cfg.model_dir}")
@@ -137,25 +162,24 @@ def _report(cfg, result=None, labelled=True):
     if result:
         print(f"eval:        top-1 {result['top1']:.4f}  top-5 {result['top5']:.4f} "
               f"on {result['num_examples']} examples (step {result['global_step']})")
-    _print_next(cfg, labelled)
+    _print_next(run.next_command, cfg.data.dataset)
 
 
-def _print_next(cfg, labelled):
+def _print_next(command, dataset):
     """The next stage's command, or what is done when a distilled model was evaluated."""
-    command = commands.next_command(FLAGS, cfg.model_dir, labelled)
     if command is None:
         print("done:        the three stages are complete: the SavedModel above is the "
               "distilled model (a TF Hub module; README, 'Checkpoints, resuming, SavedModels'); "
               "--eval_split=<split> evaluates it on another split.", flush=True)
         return
     if f"--dataset={commands.LABELLED}" in command:
-        print(f"note:        fine-tuning needs a labelled data set, and {FLAGS.dataset} has no "
+        print(f"note:        fine-tuning needs a labelled data set, and {dataset} has no "
               f"classes: replace {commands.LABELLED} with folder:/path (one sub-folder per "
               "class) or a TFDS name.")
     print(f"next:        {command}", flush=True)
 
 
-def _print_banner(cfg, source, chief):
+def _print_banner(run: _Run):
     """Before the long silence of reading the data and tracing: what runs, on what, where.
 
     Every worker composes it (counting the parameters builds a network), only the chief
@@ -163,8 +187,8 @@ def _print_banner(cfg, source, chief):
     collective would pair the wrong collective ops.
     """
     from stages import banner
-    text = "\n".join(banner.lines(cfg, source, FLAGS.mode)) + "\n"
-    if chief:
+    text = "\n".join(banner.lines(run.cfg, run.source, run.cfg.mode)) + "\n"
+    if run.chief:
         print(text, flush=True)
 
 
@@ -173,121 +197,30 @@ def _with_command(message: str) -> str:
     return f"{message} The command: {commands.this_command(sys.argv)}"
 
 
-def _named(fn, flag_name):
-    """fn, whose ValueError / FileNotFoundError becomes a FlagError naming --flag_name."""
-    def call(*args):
-        try:
-            return fn(*args)
-        except (ValueError, FileNotFoundError) as e:
-            raise validate.FlagError(f"--{flag_name}={FLAGS[flag_name].value}: {e}") from e
-    return call
-
-
-def _resolve_precision(cfg, strategy):
-    """--precision=auto becomes the policy this hardware runs fastest (tf2/precision.py)."""
-    from tf2 import precision
-    choice = precision.detect(cfg.precision, strategy)
-    return dataclasses.replace(cfg, precision=choice.policy, precision_reason=choice.reason)
-
-
-def _warn_jit_on_cpu(cfg, strategy):
-    from tf2 import precision
-    warning = validate.jit_warning(FLAGS, precision.device_kind(strategy))
-    if warning:
-        print(f"warning: {warning}", file=sys.stderr, flush=True)
-
-
-def _eval_split(source):
-    """--eval_split, or the split the data set has (test, validation, holdout) when not given.
-
-    Checked now when this run evaluates or monitors kNN (not after hours of training); a
-    training-only run on data without an evaluation split gets None.
-    """
-    from data import datasets
-    split = FLAGS.eval_split
-    needed = FLAGS.mode != "train" or FLAGS.knn_every_steps > 0
-    if split is None:
-        try:
-            split = datasets.default_eval_split(source)
-        except ValueError as e:
-            if FLAGS.holdout_fraction > 0:
-                split = "holdout"
-            elif not needed:
-                return None
-            else:
-                raise validate.FlagError(f"--eval_split is not given and {e}") from e
-    if needed and split != "holdout":  # the holdout is a part of train_split, checked there
-        _named(source.num_examples, "eval_split")(split)
-    return split
-
-
-def _check_checkpoint_stem():
-    """--checkpoint must have the stem that --image_size builds (exit 2, not a shape error)."""
-    if not FLAGS.checkpoint or FLAGS.mode == "eval":
-        return
-    from checkpoints import warm_start
-    try:
-        warm_start.check_stem(FLAGS.checkpoint, FLAGS.width_multiplier, FLAGS.sk_ratio,
-                              cifar_stem=FLAGS.image_size <= 32)
-    except (ValueError, FileNotFoundError) as e:
-        raise validate.FlagError(
-            f"--checkpoint={FLAGS.checkpoint} at --image_size={FLAGS.image_size}: {e}") from e
-
-
-def _configure():
-    """Validates the flags, loads the data and picks the strategy: (cfg, strategy, source)."""
-    validate.validate(FLAGS)
-    _quiet_libraries()
-    from data import datasets, pipeline
-    from tf2 import distribute
-    # The strategy first: MultiWorkerMirroredStrategy and TPUs must configure TensorFlow before
-    # it runs anything (reading the data would start it).
-    strategy = distribute.make_strategy(FLAGS.distribution, FLAGS.tpu or FLAGS.tpu_name,
-                                        FLAGS.tpu_zone, FLAGS.gcp_project)
-    _check_checkpoint_stem()
-    source = _named(datasets.load, "dataset")(configs.data_config(FLAGS))
-    _named(source.num_examples, "train_split")(FLAGS.train_split)  # the split, or its slice
-    _check_sources()
-    cfg = configs.run_config(FLAGS, _named(pipeline.num_train_examples, "dataset")(
-        source, configs.data_config(FLAGS), FLAGS.train_mode), source.class_names)
-    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data,
-                                                            eval_split=_eval_split(source)))
-    if FLAGS.mode == "eval":
-        cfg = _trained_config(cfg)
-    for warning in consistency.check(FLAGS, cfg, source):
-        logging.warning(warning)
-    cfg = _resolve_precision(cfg, strategy)
-    _warn_jit_on_cpu(cfg, strategy)
-    validate.check_batch_divides(cfg.train.train_batch_size, strategy.num_replicas_in_sync)
-    validate.check_batch_divides(cfg.eval_batch_size, strategy.num_replicas_in_sync,
-                                 "eval_batch_size")
-    return cfg, strategy, source
-
-
 def main(argv):
     if len(argv) > 1:
         _fail(f"unexpected arguments {argv[1:]}; every setting is a --flag (see --help).")
     if FLAGS.use_tpu:
         FLAGS.distribution = "tpu"
     try:
-        cfg, strategy, source = _configure()
+        run = _configure()
     except (validate.FlagError, FileNotFoundError, ValueError) as e:
         _fail(str(e))
     import tensorflow as tf
     from checkpoints import manager as ckpt_lib
     from tf2 import distribute
     from stages import evaluate, loop
-    chief = distribute.is_chief(strategy)
-    claim = _claim_model_dir(cfg, chief)  # noqa: F841  held until the process ends
-    _print_banner(cfg, source, chief)  # before _setup seeds Keras: it builds a network
-    _setup(cfg, FLAGS.seed, FLAGS.deterministic)
+    cfg = run.cfg
+    claim = _claim_model_dir(cfg, run.chief)  # noqa: F841  held until the process ends
+    _print_banner(run)  # before _setup seeds Keras: it builds a network
+    _setup(cfg)
     result = None
     try:
-        if FLAGS.mode in ("train", "train_then_eval"):
-            _stage_module(cfg.train_mode).run(cfg, strategy, source, is_chief=chief,
-                                              record=_run_record(cfg, chief))
-        if FLAGS.mode in ("eval", "train_then_eval"):
-            result = _evaluate(cfg, strategy, source, chief)
+        if cfg.mode in ("train", "train_then_eval"):
+            STAGES[cfg.train_mode].module().run(cfg, run.strategy, run.source,
+                                                is_chief=run.chief, record=_run_record(run))
+        if cfg.mode in ("eval", "train_then_eval"):
+            result = _evaluate(run)
     except (loop.NonFiniteLossError, ckpt_lib.UnreadableCheckpointError, ckpt_lib.DiskFullError,
             evaluate.NoCheckpointError, FileNotFoundError, ValueError) as e:
         logging.info("Traceback (shown with --verbosity=0):", exc_info=True)
@@ -305,24 +238,25 @@ def main(argv):
             raise
         logging.info("Traceback (shown with --verbosity=0):", exc_info=True)
         _fail(str(full), status=1)
-    if chief:
-        _report(cfg, result, labelled=source.num_classes > 0)
+    if run.chief:
+        _report(run, result)
 
 
-def _evaluate(cfg, strategy, source, chief):
+def _evaluate(run: _Run):
     """evaluate.run; mode=eval says first when it has to wait for a checkpoint, and how long."""
     import tensorflow as tf
     from stages import evaluate
-    watch = FLAGS.mode == "eval"
+    cfg = run.cfg
+    watch = cfg.mode == "eval"
     if watch and tf.train.latest_checkpoint(cfg.model_dir) is None:
-        print(f"Waiting up to {FLAGS.eval_timeout} s for a checkpoint in {cfg.model_dir} "
+        print(f"Waiting up to {cfg.eval_timeout} s for a checkpoint in {cfg.model_dir} "
               "(set the wait with --eval_timeout)...", flush=True)
     try:
-        return evaluate.run(cfg, strategy, source, watch=watch, is_chief=chief,
-                            timeout=FLAGS.eval_timeout)
+        return evaluate.run(cfg, run.strategy, run.source, watch=watch, is_chief=run.chief,
+                            timeout=cfg.eval_timeout)
     except evaluate.NoCheckpointError as e:
         raise evaluate.NoCheckpointError(
-            f"{e} (--eval_timeout={FLAGS.eval_timeout}): train into this --model_dir first, "
+            f"{e} (--eval_timeout={cfg.eval_timeout}): train into this --model_dir first, "
             "or wait longer with a larger --eval_timeout.") from e
 
 

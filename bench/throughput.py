@@ -57,7 +57,6 @@ def _run_config(name, stage, variant, steps_per_loop):
                                   cifar_stem=c["image_size"] <= 32, global_bn=True),
         head=cfg_lib.HeadConfig(num_classes=10, ft_proj_selector=1 if stage == "finetune"
                                 else 0),
-        loss=cfg_lib.LossConfig(), memory=cfg_lib.MemoryConfig(),
         optimizer=cfg_lib.OptimizerConfig(warmup_epochs=0),
         train=cfg_lib.TrainConfig(train_batch_size=c["batch"], train_steps=10**6,
                                   steps_per_loop=steps_per_loop),

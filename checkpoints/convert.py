@@ -494,10 +494,8 @@ def convert(src: str, dst: str, ft_proj_selector: int = 0, **expected) -> Import
     model, report = import_official(src, ft_proj_selector, **expected)
     ckpt_lib.CheckpointManager(dst, max_to_keep=1, model=model).save(0)
     model_cfg, head_cfg = configs_for(report.architecture, ft_proj_selector)
-    run_cfg = config_lib.RunConfig(
-        model=model_cfg, head=head_cfg, loss=config_lib.LossConfig(),
-        memory=config_lib.MemoryConfig(), optimizer=config_lib.OptimizerConfig(),
-        train=config_lib.TrainConfig(), data=None, model_dir=dst, checkpoint=src)
+    run_cfg = config_lib.RunConfig(model=model_cfg, head=head_cfg, data=None, model_dir=dst,
+                                   checkpoint=src)
     ckpt_lib.write_json_atomic(os.path.join(dst, "config.json"),
                                config_lib.run_config_to_dict(run_cfg))
     ckpt_lib.write_json_atomic(os.path.join(dst, "import_report.json"),

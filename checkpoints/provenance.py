@@ -1,16 +1,11 @@
-"""What a run's checkpoint or SavedModel says about it (its stage and class names), and the
-checks that compare that with the data of a run that continues from it.
+"""What a run's checkpoint or SavedModel says about it: its stage and class names.
 
-A label is only a position: class 3 of a run trained on one folder and class 3 of another
-folder are the same output only if both folders call it by the same name. config.json and our
-SavedModels record the class names (label k = class_names[k]); evaluation, resuming and
-distillation compare them with the data's names and refuse a difference with a message that
-names it. Fine-tuning from a pretraining run copies only the encoder and projection head, so a
-different label set is legitimate there and nothing is compared.
+config.json and our SavedModels record the class names (label k = class_names[k]); the checks
+that compare them with the data of a run that continues from it are in flags/checks.py.
 """
 import json
 import os
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional
 
 import tensorflow as tf
 
@@ -19,29 +14,6 @@ from checkpoints import export as export_lib
 from checkpoints import manager as ckpt_lib
 
 _HEAD_KERNEL = "simclr/head_supervised/dense/kernel"
-_LISTED = 5  # names spelled out in a message
-
-
-def difference(theirs: Sequence[str], ours: Sequence[str], their_name: str,
-               our_name: str) -> Optional[str]:
-    """The first difference between two class-name lists, as one sentence; None if equal.
-
-    Example: "class 3 is 'dress' in the teacher, 'coat' in the data".
-    """
-    theirs, ours = tuple(theirs), tuple(ours)
-    if theirs == ours:
-        return None
-    if len(theirs) != len(ours):
-        only_theirs = [n for n in theirs if n not in ours][:_LISTED]
-        only_ours = [n for n in ours if n not in theirs][:_LISTED]
-        detail = "; ".join(part for part in (
-            f"only in the {their_name}: {', '.join(map(repr, only_theirs))}" if only_theirs
-            else "", f"only in the {our_name}: {', '.join(map(repr, only_ours))}" if only_ours
-            else "") if part)
-        return (f"the {their_name} has {len(theirs)} classes, the {our_name} {len(ours)}"
-                + (f" ({detail})" if detail else ""))
-    k = next(i for i, (a, b) in enumerate(zip(theirs, ours)) if a != b)
-    return f"class {k} is {theirs[k]!r} in the {their_name}, {ours[k]!r} in the {our_name}"
 
 
 def _config_json_record(directory: str) -> Optional[dict]:
@@ -93,47 +65,6 @@ def official_num_classes(path: str) -> Optional[int]:
     kernels = [shape for key, shape in shapes.items()
                if key.startswith(f"model/{convert.SUPERVISED_HEAD}/") and len(shape) == 2]
     return kernels[0][-1] if len(kernels) == 1 else None
-
-
-def check_teacher(path: str, class_names: Sequence[str]) -> None:
-    """Raises ValueError unless `path` is a fine-tuned model of the data's classes.
-
-    A pretraining run is refused even with its linear-evaluation head: that head was trained on
-    stop-gradient features with every label of the pretraining data, so distilling it is
-    neither the paper's method nor semi-supervised.
-    """
-    rec = record(path)
-    if rec["train_mode"] == "pretrain":
-        raise ValueError(
-            f"{path} is a pretraining run: its logits come from the linear-evaluation head "
-            f"(stop-gradient features, every label), not a fine-tuned network. Fine-tune it "
-            f"first (--train_mode=finetune --checkpoint={path}) and distil that run.")
-    if rec["num_classes"] == 0:
-        raise ValueError(f"{path} has no supervised head (logits_sup) to distil; give a "
-                         f"fine-tuned run.")
-    if rec["class_names"]:
-        problem = difference(rec["class_names"], class_names, "teacher", "data")
-        if problem:
-            raise ValueError(f"{path} does not fit the data: {problem}.")
-    elif rec["num_classes"] is not None and rec["num_classes"] != len(class_names):
-        raise ValueError(f"{path} does not fit the data: the teacher has {rec['num_classes']} "
-                         f"classes, the data {len(class_names)}.")
-
-
-def check_same_classes(recorded: Sequence[str], class_names: Sequence[str], what: str) -> None:
-    """Raises ValueError when a run's recorded class names differ from the data's.
-
-    Args:
-      recorded: the names in the run's config.json (empty: not recorded, nothing to check).
-      class_names: the names of the data given now.
-      what: the run, for the message (e.g. "the run in runs/finetune").
-    """
-    if not recorded or not class_names:
-        return
-    problem = difference(recorded, class_names, "run", "data")
-    if problem:
-        raise ValueError(f"the data do not match {what}: {problem}; give the data set the run "
-                         f"was trained on.")
 
 
 def recorded_class_names(model_dir: str) -> tuple:

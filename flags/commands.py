@@ -9,12 +9,8 @@ import shlex
 import sys
 from typing import Optional, Sequence
 
-# Stage -> the next stage's arguments ({model_dir} is this run's); a distilled model is the end.
-NEXT_STAGE = {
-    "pretrain": "--train_mode=finetune --checkpoint={model_dir}",
-    "finetune": "--train_mode=distill --teacher={model_dir}",
-    "distill": "--mode=eval --train_mode=distill --model_dir={model_dir}",
-}
+from stages import STAGES
+
 # Flags the next stage must share with this one (the data and the network) or that say how to
 # run; the printed next command repeats those the user set. Objective, optimisation and
 # checkpoint flags are the next stage's own (see flags/configs.STAGE_DEFAULTS).
@@ -97,7 +93,7 @@ def next_command(flag_values, model_dir: str, labelled: bool = True) -> Optional
     train_mode, mode = flag_values.train_mode, flag_values.mode
     if train_mode == "distill" and mode != "train":
         return None
-    stage = NEXT_STAGE[train_mode].format(model_dir=shlex.quote(model_dir))
+    stage = STAGES[train_mode].next_args.format(model_dir=shlex.quote(model_dir))
     dataset = next_dataset(train_mode, flag_values.dataset, labelled)
     carried = _carried(flag_values, dataset)
     return " ".join([program(), stage] + [shlex.quote(a) for a in carried])

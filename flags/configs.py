@@ -3,6 +3,8 @@
 Flags the user did not pass take the defaults of the chosen stage (the paper uses a different
 learning rate, weight decay and warm-up for each), scaled down for the embedded CPU default.
 """
+import os
+
 from absl import flags as absl_flags
 
 from data.config import DataConfig
@@ -21,6 +23,8 @@ STAGE_DEFAULTS = {
                     ft_proj_selector=1),
 }
 
+
+FLAG = object()  # an argument left at this default takes the flag's value
 
 # TFDS data sets whose train split is already the labelled subset (the official ImageNet 1% and
 # 10% lists): fine-tuning uses all of it unless --label_fraction / --labels_per_class is given.
@@ -56,32 +60,85 @@ def crop_area_range(text: str):
     return float(parts[0]), float(parts[1])
 
 
-def data_config(f) -> DataConfig:
-    use_blur = f.use_blur if f.use_blur is not None else f.image_size > 32
+def use_blur(f) -> bool:
+    """--use_blur, by default on above 32 px (the CIFAR-sized setting has no blur)."""
+    return f.use_blur if f.use_blur is not None else f.image_size > 32
+
+
+def cifar_stem(f) -> bool:
+    """Up to 32 px the CIFAR stem (3x3/1, no max-pool) keeps enough resolution."""
+    return f.image_size <= 32
+
+
+def data_config(f, eval_split=FLAG) -> DataConfig:
+    """The DataConfig of the flags; `eval_split` replaces --eval_split (see checks.eval_split)."""
     return DataConfig(
         holdout_fraction=f.holdout_fraction, crop_area_range=crop_area_range(f.crop_area_range),
         color_distortion=f.color_distortion,
         dataset=f.dataset, data_dir=f.data_dir, manual_dir=f.manual_dir, download=f.download,
-        train_split=f.train_split, eval_split=f.eval_split, image_size=f.image_size,
+        train_split=f.train_split, image_size=f.image_size,
+        eval_split=f.eval_split if eval_split is FLAG else eval_split,
         label_fraction=value(f, "label_fraction"), labels_per_class=f.labels_per_class,
-        color_jitter_strength=f.color_jitter_strength, use_blur=use_blur,
+        color_jitter_strength=f.color_jitter_strength, use_blur=use_blur(f),
         cache=f.cache_dataset, seed=f.seed, subset_seed=f.seed)
 
 
-def run_config(f: absl_flags.FlagValues, num_train_examples: int,
-               class_names=()) -> cfg_lib.RunConfig:
-    """The RunConfig of the parsed flags `f` (validated beforehand).
+def run_config(f: absl_flags.FlagValues, num_train_examples: int, class_names=(),
+               eval_split=FLAG, precision=None) -> cfg_lib.RunConfig:
+    """The final RunConfig of the parsed flags `f` (validated beforehand).
+
+    With --mode=eval, the network, stage and length come from the config.json of the run in
+    model_dir (when there is one): evaluation rebuilds that network and knows its last step
+    whatever flags are given now.
 
     Args:
       f: the parsed flags.
       num_train_examples: examples in one epoch of the stage (see data.pipeline).
       class_names: the data set's class names (label k is class_names[k]); recorded in
         config.json and the SavedModels, and the supervised head gets one output per class.
+      eval_split: the evaluation split resolved against the data (checks.eval_split);
+        default: --eval_split as given.
+      precision: the `tf2.precision.Choice` of --precision on this hardware; default:
+        --precision as given, without a reason.
     """
+    parts = _flag_parts(f, num_train_examples, class_names)
+    every = f.checkpoint_steps or parts["train"].epochs_to_steps(f.checkpoint_epochs)
+    data = data_config(f, eval_split)
+    if f.mode == "eval":
+        parts.update(_trained_parts(model_dir(f), data))
+    return cfg_lib.RunConfig(
+        **parts, data=data, model_dir=model_dir(f), checkpoint=f.checkpoint,
+        teacher=f.teacher, keep_checkpoint_max=f.keep_checkpoint_max,
+        keep_hub_module_max=f.keep_hub_module_max, checkpoint_every_steps=every,
+        eval_batch_size=f.eval_batch_size, eval_steps=f.eval_steps,
+        precision=precision.policy if precision else f.precision,
+        precision_reason=precision.reason if precision else "",
+        jit_compile=f.jit_compile, progress_bar=f.progress_bar, knn=cfg_lib.KnnConfig(
+            every_steps=f.knn_every_steps, k=f.knn_k, temperature=f.knn_temperature,
+            bank_size=f.knn_bank_size, eval_examples=f.knn_eval_examples),
+        mode=f.mode, eval_timeout=f.eval_timeout, deterministic=f.deterministic)
+
+
+# What --mode=eval takes from the evaluated run's config.json.
+_TRAINED_PARTS = ("model", "head", "train", "train_mode", "optimizer", "class_names",
+                  "lineareval_while_pretraining")
+
+
+def _trained_parts(directory: str, data) -> dict:
+    """{field: value} of `_TRAINED_PARTS` in directory/config.json ({} when there is none)."""
+    path = os.path.join(directory, "config.json")
+    if not os.path.exists(path):
+        return {}
+    saved = cfg_lib.load_run_config(path, data=data)
+    return {name: getattr(saved, name) for name in _TRAINED_PARTS}
+
+
+def _flag_parts(f, num_train_examples: int, class_names) -> dict:
+    """The RunConfig fields that describe what is trained, from the flags."""
     v = lambda name: value(f, name)  # noqa: E731
     model = cfg_lib.ModelConfig(
         resnet_depth=f.resnet_depth, width_multiplier=f.width_multiplier, sk_ratio=f.sk_ratio,
-        se_ratio=f.se_ratio, cifar_stem=f.image_size <= 32,
+        se_ratio=f.se_ratio, cifar_stem=cifar_stem(f),
         batch_norm_decay=f.batch_norm_decay, global_bn=f.global_bn,
         frozen_blocks=f.fine_tune_after_block)
     head = cfg_lib.HeadConfig(
@@ -101,19 +158,9 @@ def run_config(f: absl_flags.FlagValues, num_train_examples: int,
         train_batch_size=v("train_batch_size"), train_epochs=v("train_epochs"),
         train_steps=f.train_steps or None, num_train_examples=num_train_examples,
         steps_per_loop=f.steps_per_loop, seed=f.seed)
-    every = f.checkpoint_steps or train.epochs_to_steps(f.checkpoint_epochs)
-    return cfg_lib.RunConfig(
-        model=model, head=head, loss=loss, memory=memory, optimizer=optimizer, train=train,
-        data=data_config(f), train_mode=f.train_mode, model_dir=model_dir(f),
-        checkpoint=f.checkpoint, teacher=f.teacher,
-        keep_checkpoint_max=f.keep_checkpoint_max, keep_hub_module_max=f.keep_hub_module_max,
-        checkpoint_every_steps=every,
-        lineareval_while_pretraining=f.lineareval_while_pretraining,
-        eval_batch_size=f.eval_batch_size, eval_steps=f.eval_steps, precision=f.precision,
-        jit_compile=f.jit_compile, progress_bar=f.progress_bar,
-        class_names=tuple(class_names), knn=cfg_lib.KnnConfig(
-            every_steps=f.knn_every_steps, k=f.knn_k, temperature=f.knn_temperature,
-            bank_size=f.knn_bank_size, eval_examples=f.knn_eval_examples))
+    return dict(model=model, head=head, loss=loss, memory=memory, optimizer=optimizer,
+                train=train, train_mode=f.train_mode, class_names=tuple(class_names),
+                lineareval_while_pretraining=f.lineareval_while_pretraining)
 
 
 def _head_classes(f, num_classes: int) -> int:
@@ -130,7 +177,7 @@ def used_values(f, names) -> dict:
     if "model_dir" in used:
         used["model_dir"] = model_dir(f)
     if "use_blur" in used:
-        used["use_blur"] = data_config(f).use_blur
+        used["use_blur"] = use_blur(f)
     return used
 
 

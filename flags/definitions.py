@@ -6,10 +6,12 @@ ImageNet settings are flagfiles in `flags/presets/`.
 """
 from absl import flags
 
+from stages import STAGES
+
 # --- what to run -------------------------------------------------------------------------
 flags.DEFINE_enum("mode", "train", ["train", "eval", "train_then_eval"],
                   "Train, evaluate checkpoints of model_dir, or both.")
-flags.DEFINE_enum("train_mode", "pretrain", ["pretrain", "finetune", "distill"],
+flags.DEFINE_enum("train_mode", "pretrain", list(STAGES),
                   "Stage 1 (contrastive pretraining), 2 (fine-tuning) or 3 (distillation).")
 
 # --- data ----------------------------------------------------------------------------------

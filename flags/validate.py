@@ -52,8 +52,7 @@ MAX_BLUR_IMAGE_SIZE = 768
 
 
 def _check_image_size(f):
-    use_blur = f.use_blur if f.use_blur is not None else f.image_size > 32
-    _require(not use_blur or f.image_size <= MAX_BLUR_IMAGE_SIZE,
+    _require(not configs.use_blur(f) or f.image_size <= MAX_BLUR_IMAGE_SIZE,
              f"--image_size={f.image_size} with Gaussian blur (--use_blur, on above 32 px): "
              f"TensorFlow's oneDNN convolution aborts on its {f.image_size // 10} px kernel; "
              f"blur works up to {MAX_BLUR_IMAGE_SIZE} px: pass --use_blur=false or a smaller "

@@ -12,12 +12,7 @@ from data import pipeline
 from data.config import HOLDOUT_SPLIT
 from tf2 import resnet
 from tf2.config import ModelConfig, RunConfig
-
-STAGES = {
-    "pretrain": "stage 1/3, contrastive pretraining without labels",
-    "finetune": "stage 2/3, fine-tuning on labels",
-    "distill": "stage 3/3, distillation from the teacher's soft labels",
-}
+from stages import STAGES
 
 
 def encoder_parameters(model: ModelConfig, image_size: int) -> int:
@@ -61,7 +56,7 @@ def _training(cfg: RunConfig) -> str:
 
 def lines(cfg: RunConfig, source, mode: str) -> List[str]:
     """The banner's lines: `name: value`, names padded like the report at the end."""
-    rows = [("stage", f"{cfg.train_mode} ({STAGES[cfg.train_mode]}), --mode={mode}")]
+    rows = [("stage", f"{cfg.train_mode} ({STAGES[cfg.train_mode].summary}), --mode={mode}")]
     if mode != "eval":
         rows.append(("data", _data(cfg, source)))
     if mode != "train":

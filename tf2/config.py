@@ -6,6 +6,8 @@ Defaults are the SimCLRv2 ImageNet settings (paper Sec. 3.1 and the original tf2
 import dataclasses
 from typing import Optional
 
+from data.config import DataConfig
+
 BLOCK_GROUPS = 4  # every ResNet here has four block groups
 
 
@@ -180,12 +182,14 @@ class KnnConfig:
 
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
-    """Everything one stage needs: the parts above plus where things go.
+    """Everything one run needs: the parts above plus where things go; final once built.
 
     Attributes:
       model, head, loss, memory, optimizer, train: see the classes above.
-      data: a `data.config.DataConfig`.
-      train_mode: 'pretrain', 'finetune' or 'distill'.
+      data: a `data.config.DataConfig` (None where no data are read).
+      train_mode: the stage, a name of `stages.STAGES` ('pretrain', 'finetune', 'distill').
+      mode: 'train', 'eval' (watch model_dir and evaluate its checkpoints) or
+        'train_then_eval'.
       model_dir: checkpoints, SavedModels (model_dir/saved_model/<step>), TensorBoard logs.
       checkpoint: warm start (checkpoint prefix, model_dir or SavedModel); required to
         fine-tune.
@@ -203,14 +207,19 @@ class RunConfig:
         unlabelled or unknown); config.json and the SavedModels record them so that a later
         evaluation, resume or distillation can check that its data mean the same classes.
       knn: the online kNN monitor.
+      eval_timeout: mode=eval, seconds to wait for the next checkpoint (0 = do not wait).
+      deterministic: deterministic TensorFlow ops (slower).
+
+    `mode`, `eval_timeout` and `deterministic` say how this process runs, not what the run
+    trains: config.json (`run_config_to_dict`) leaves them out.
     """
-    model: ModelConfig
-    head: HeadConfig
-    loss: LossConfig
-    memory: MemoryConfig
-    optimizer: OptimizerConfig
-    train: TrainConfig
-    data: object
+    model: ModelConfig = ModelConfig()
+    head: HeadConfig = HeadConfig()
+    loss: LossConfig = LossConfig()
+    memory: MemoryConfig = MemoryConfig()
+    optimizer: OptimizerConfig = OptimizerConfig()
+    train: TrainConfig = TrainConfig()
+    data: Optional[DataConfig] = DataConfig()
     train_mode: str = "pretrain"
     model_dir: str = "runs/pretrain"
     checkpoint: Optional[str] = None
@@ -227,6 +236,18 @@ class RunConfig:
     progress_bar: Optional[bool] = None
     class_names: tuple = ()
     knn: KnnConfig = KnnConfig()
+    mode: str = "train"
+    eval_timeout: int = 600
+    deterministic: bool = False
+
+    @classmethod
+    def tiny(cls, **overrides) -> "RunConfig":
+        """A network and run small enough for a test (tiny parts, 4 steps of batch 8)."""
+        base = dict(model=ModelConfig.tiny(), head=HeadConfig.tiny(), data=DataConfig.tiny(),
+                    train=TrainConfig(train_batch_size=8, train_steps=4, steps_per_loop=1),
+                    eval_batch_size=8)
+        base.update(overrides)
+        return cls(**base)
 
     @property
     def export_dir(self) -> str:
@@ -242,6 +263,8 @@ class RunConfig:
         return flat
 
 
+# How this process runs, not what the run trains: never in config.json.
+_PROCESS_FIELDS = ("mode", "eval_timeout", "deterministic")
 _PARTS = {"model": ModelConfig, "head": HeadConfig, "loss": LossConfig, "memory": MemoryConfig,
           "optimizer": OptimizerConfig, "train": TrainConfig}
 
@@ -249,6 +272,8 @@ _PARTS = {"model": ModelConfig, "head": HeadConfig, "loss": LossConfig, "memory"
 def run_config_to_dict(cfg: RunConfig) -> dict:
     """A JSON-able dict of `cfg` (data included), written as model_dir/config.json."""
     out = dataclasses.asdict(cfg)
+    for name in _PROCESS_FIELDS:
+        del out[name]
     out["data"] = dataclasses.asdict(cfg.data) if dataclasses.is_dataclass(cfg.data) else {}
     return out
 

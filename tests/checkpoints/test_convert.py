@@ -506,10 +506,11 @@ def test_warm_start_reads_an_official_saved_model_and_checks_the_flags(tmp_path)
 def test_official_teacher_of_another_class_count_is_refused_before_training(fakes):
     """The official exports record no class names; their head's width is read from the index."""
     from checkpoints import provenance
+    from flags import checks
     manifest, _, directory = fakes("r50_1x_sk0")
     (width,) = {shape[-1] for name, shape, *_ in manifest["variables"]
                 if "head_supervised" in name and len(shape) == 2}
     assert provenance.record(directory)["num_classes"] == width == 1000
-    provenance.check_teacher(directory, [f"c{i}" for i in range(width)])  # fits: no error
+    checks.check_teacher(directory, [f"c{i}" for i in range(width)])  # fits: no error
     with pytest.raises(ValueError, match="the teacher has 1000 classes, the data 10"):
-        provenance.check_teacher(directory, [f"c{i}" for i in range(10)])
+        checks.check_teacher(directory, [f"c{i}" for i in range(10)])

@@ -150,7 +150,7 @@ def test_finetuning_an_official_subset_uses_all_of_it(fake_imagenet, flags_of, d
     Per class the fake 1pct has 2 images, 10pct 3: half is round(1.0) = 1 or round(1.5) = 2.
     """
     from data import pipeline
-    from flags import configs, consistency
+    from flags import checks, configs
     dirs = fake_imagenet[3]
     model_dir = f'--model_dir={tmp_path / "finetune"}'  # never the user's runs/finetune
     f = flags_of('--train_mode=finetune', f'--dataset={dataset}', '--checkpoint=x', model_dir,
@@ -161,14 +161,14 @@ def test_finetuning_an_official_subset_uses_all_of_it(fake_imagenet, flags_of, d
     source = datasets.load(data_cfg)
     assert pipeline.num_train_examples(source, data_cfg, 'finetune') == kept
     cfg = configs.run_config(f, kept, source.class_names)
-    assert consistency.check(f, cfg, source) == []  # no warning
+    assert checks.check(f, cfg, source) == []  # no warning
     # Asked for explicitly, a fraction applies on top of the list, with a warning saying so.
     f = flags_of('--train_mode=finetune', f'--dataset={dataset}', '--checkpoint=x', model_dir,
                  f'--data_dir={dirs["data_dir"]}', f'--manual_dir={dirs["manual_dir"]}',
                  '--train_batch_size=2', '--label_fraction=0.5')
     data_cfg = configs.data_config(f)
     assert pipeline.num_train_examples(source, data_cfg, 'finetune') == half
-    warnings = consistency.check(f, configs.run_config(f, half, source.class_names), source)
+    warnings = checks.check(f, configs.run_config(f, half, source.class_names), source)
     assert warnings[0] == (f'--dataset={dataset} is already the official labelled subset; '
                            '--label_fraction / --labels_per_class subsample its list further.')
     if half == 3:  # one image left of each class

@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from checkpoints import export, provenance
+from checkpoints import export
 from data import subsets
 from data.config import DataConfig
+from flags import checks
 from tf2 import config as cfg_lib
 from tf2 import model as model_lib
 
@@ -68,10 +69,8 @@ def _finetune_run(model_dir, class_names):
     """A model_dir as a fine-tuning run leaves it: config.json, a checkpoint's index."""
     cfg = cfg_lib.RunConfig(
         model=cfg_lib.ModelConfig.tiny(), head=cfg_lib.HeadConfig.tiny(num_classes=2),
-        loss=cfg_lib.LossConfig(), memory=cfg_lib.MemoryConfig(),
-        optimizer=cfg_lib.OptimizerConfig(), train=cfg_lib.TrainConfig(train_steps=1),
-        data=DataConfig(), train_mode="finetune", model_dir=str(model_dir),
-        class_names=tuple(class_names))
+        train=cfg_lib.TrainConfig(train_steps=1), data=DataConfig(), train_mode="finetune",
+        model_dir=str(model_dir), class_names=tuple(class_names))
     model_dir.mkdir()
     (model_dir / "config.json").write_text(json.dumps(cfg_lib.run_config_to_dict(cfg)))
     (model_dir / "ckpt-1.index").write_bytes(b"")
@@ -155,9 +154,9 @@ def test_shortfall_warnings_name_the_classes_and_counts():
 
 
 def test_class_name_differences_in_one_sentence():
-    assert provenance.difference(("a", "b"), ("a", "b"), "teacher", "data") is None
-    assert provenance.difference(("t-shirt", "dress", "coat"), ("t-shirt", "coat", "dress"),
-                                 "teacher", "data") == \
+    assert checks.difference(("a", "b"), ("a", "b"), "teacher", "data") is None
+    assert checks.difference(("t-shirt", "dress", "coat"), ("t-shirt", "coat", "dress"),
+                             "teacher", "data") == \
         "class 1 is 'dress' in the teacher, 'coat' in the data"
-    assert provenance.difference(("a", "b", "c"), ("a", "c"), "teacher", "data") == \
+    assert checks.difference(("a", "b", "c"), ("a", "c"), "teacher", "data") == \
         "the teacher has 3 classes, the data 2 (only in the teacher: 'b')"

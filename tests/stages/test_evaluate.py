@@ -46,13 +46,11 @@ def setup(tmp_path):
     _folder(tmp_path / "images")
     data = DataConfig.tiny(dataset=f"folder:{tmp_path / 'images'}", image_size=16,
                            train_split="test", eval_split="test")
-    cfg = cfg_lib.RunConfig(
+    cfg = cfg_lib.RunConfig.tiny(
         model=cfg_lib.ModelConfig(resnet_depth=18, width_multiplier=0.25, cifar_stem=True),
-        head=cfg_lib.HeadConfig.tiny(num_classes=3), loss=cfg_lib.LossConfig(),
-        memory=cfg_lib.MemoryConfig(), optimizer=cfg_lib.OptimizerConfig(),
+        head=cfg_lib.HeadConfig.tiny(num_classes=3),
         train=cfg_lib.TrainConfig(train_batch_size=8, train_steps=4), data=data,
-        train_mode="finetune", model_dir=str(tmp_path / "model"), keep_hub_module_max=5,
-        eval_batch_size=8)
+        train_mode="finetune", model_dir=str(tmp_path / "model"), keep_hub_module_max=5)
     return cfg, datasets.load(data)
 
 

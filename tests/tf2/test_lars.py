@@ -301,8 +301,6 @@ def test_stage_optimizer_puts_the_student_head_under_lars_only_in_distillation(
     model = types.SimpleNamespace(supervised_head=types.SimpleNamespace(trainable_variables=[head]),
                                   trainable_variables=[head, other])
     cfg = config_lib.RunConfig(
-        model=config_lib.ModelConfig(), head=config_lib.HeadConfig(),
-        loss=config_lib.LossConfig(), memory=config_lib.MemoryConfig(),
         optimizer=config_lib.OptimizerConfig(learning_rate=1.0, learning_rate_scaling="linear",
                                              warmup_epochs=0, weight_decay=0.1),
         train=config_lib.TrainConfig(train_batch_size=256, train_steps=10), data=None,

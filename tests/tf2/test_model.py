@@ -70,10 +70,10 @@ def test_pretrain_loss_reaches_every_trainable_variable_and_labels_never_the_enc
 
 
 def _tiny_run_config(**model_overrides):
-    return cfg_lib.RunConfig(
+    return cfg_lib.RunConfig.tiny(
         model=cfg_lib.ModelConfig.tiny(width_multiplier=0.25, **model_overrides),
-        head=cfg_lib.HeadConfig.tiny(ft_proj_selector=1), loss=cfg_lib.LossConfig(),
-        memory=cfg_lib.MemoryConfig(), optimizer=cfg_lib.OptimizerConfig(warmup_epochs=0),
+        head=cfg_lib.HeadConfig.tiny(ft_proj_selector=1),
+        optimizer=cfg_lib.OptimizerConfig(warmup_epochs=0),
         train=cfg_lib.TrainConfig(train_batch_size=4, train_steps=3),
         data=DataConfig(image_size=16), train_mode="finetune")
 
