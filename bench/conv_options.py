@@ -9,15 +9,16 @@ batch 256 x 2 views, the variants interleaved so that machine noise hits both al
 - stride-2 padding: explicit `tf.pad` then VALID (ours, the original code's "fixed padding")
   vs the convolution's own explicit padding argument (no separate Pad op, no Slice gradient).
 
-    python bench/conv_options.py                 # writes bench/out/conv_options.json
+    python -m bench.conv_options                 # writes bench/out/conv_options.json
 """
 import argparse
 import json
-import os
 import statistics
 import time
 
 import tensorflow as tf
+
+from bench import harness
 
 
 def _time_once(fn):
@@ -94,10 +95,8 @@ def main():
         key = f"stride2_padding_{size}px_{channels}ch"
         results[key] = measure(padding_case(args.batch, size, channels), args.repeats)
         print(json.dumps({key: results[key]}), flush=True)
-    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump({"batch": args.batch, "tensorflow": tf.__version__, "results": results}, f,
-                  indent=1)
+    harness.write_json(args.out, {"cpu": harness.machine(), "batch": args.batch,
+                                  "tensorflow": tf.__version__, "results": results})
     print(f"wrote {args.out}")
 
 

@@ -1,7 +1,7 @@
 """Augmented pretraining views per second of `data.pipeline.pretrain_input_fn`; writes JSON.
 
-    python bench/input_pipeline.py                       # both configs, 5 repeats
-    python bench/input_pipeline.py --configs=fmnist32 --repeats=3
+    python -m bench.input_pipeline                       # both configs, 5 repeats
+    python -m bench.input_pipeline --configs=fmnist32 --repeats=3
 
 Configs: `fmnist32` is the embedded Fashion-MNIST at 32 px (cache on, colour strength 0.5, no
 blur, batch 256: the CPU default); `folder224` is a folder of random JPEGs of 256-500 px
@@ -22,17 +22,16 @@ import json
 import os
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 from absl import logging as absl_logging  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from bench import harness  # noqa: E402
 from data import datasets, pipeline  # noqa: E402
 from data.config import DataConfig  # noqa: E402
 
@@ -161,12 +160,10 @@ def main():
                   flush=True)
     finally:
         shutil.rmtree(jpeg_root, ignore_errors=True)
-    result = {"cpu_count": os.cpu_count(), "tensorflow": tf.__version__, "quiet_check": quiet,
+    result = {"cpu": harness.machine(), "tensorflow": tf.__version__, "quiet_check": quiet,
               "step_views_per_second": STEP_VIEWS_PER_SECOND, "results": rows,
               "verdict": verdict(rows)}
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(result, f, indent=1)
+    harness.write_json(args.out, result)
     print(f"verdict: {'PASS' if result['verdict']['passed'] else 'FAIL'} "
           f"({json.dumps(result['verdict'])}); wrote {args.out}")
 

@@ -1,9 +1,9 @@
 """Where the pretraining step's time goes: TensorFlow profiler op times by op type; JSON out.
 
-    python bench/profile_step.py                                  # (a) and (b), fp32 and bf16
-    python bench/profile_step.py --configs=b --precisions=mixed_bfloat16 --steps=3
+    python -m bench.profile_step                                  # (a) and (b), fp32 and bf16
+    python -m bench.profile_step --configs=b --precisions=mixed_bfloat16 --steps=3
 
-The step is bench/throughput.py's (the program's real replica step on synthetic views). Each
+The step is bench/throughput.py's (bench/steps.py, the program's real replica step on synthetic views). Each
 (config, precision) runs in its own process: after the warm-up it traces `--steps` steps with
 tf.profiler and sums, per op type, the time of the ops the executor ran on the compute
 threads (both cores: CPU time, so it can exceed wall time). Groups: convolution (forward and
@@ -16,12 +16,11 @@ import glob
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bench import harness
+from bench.steps import CONFIGS, run_config, synthetic_batch
 
 GROUPS = (  # (group, substrings of op types), first match wins
     ("batch_norm", ("BatchNorm",)),
@@ -71,16 +70,15 @@ def op_times(logdir: str) -> dict:
 def child(name: str, precision: str, steps: int) -> dict:
     import keras
     import tensorflow as tf
-    from bench import throughput
     from stages import loop, pretrain
     variant = "float32" if precision == "float32" else precision
-    cfg = throughput._run_config(name, "pretrain", variant, steps_per_loop=1)
+    cfg = run_config(name, "pretrain", variant, steps_per_loop=1)
     keras.mixed_precision.set_global_policy(cfg.precision)
     model, optimizer = pretrain.build(cfg, 10)
     step_fn = pretrain.make_step_fn(cfg, model, optimizer, 10)
     strategy = tf.distribute.get_strategy()
     iterator = iter(tf.data.Dataset.from_tensors(
-        throughput._synthetic_batch(cfg, "pretrain")).repeat())
+        synthetic_batch(cfg, "pretrain")).repeat())
     multi_step = loop.make_multi_step(strategy, step_fn, cfg.jit_compile)
     one = tf.constant(1)
     for _ in range(3):  # tracing and the first steps
@@ -104,7 +102,7 @@ def child(name: str, precision: str, steps: int) -> dict:
     total = sum(groups.values())
     top = sorted(per_step.items(), key=lambda kv: -kv[1]["ms"])[:30]
     batch = cfg.train.train_batch_size
-    return {"config": name, "precision": precision, **throughput.CONFIGS[name],
+    return {"config": name, "precision": precision, **CONFIGS[name],
             "step_ms_untraced": untraced * 1e3, "images_per_second": batch / untraced,
             "op_cpu_ms_per_step": total,
             "groups_ms": {g: round(v, 2) for g, v in sorted(groups.items(),
@@ -124,24 +122,17 @@ def main():
     if args.child:
         print(json.dumps(child(*args.child, args.steps)))
         return
-    from bench import throughput
     results = []
     for name in args.configs.split(","):
         for precision in args.precisions.split(","):
-            cmd = [sys.executable, __file__, "--child", name, precision, f"--steps={args.steps}"]
-            out = subprocess.run(cmd, capture_output=True, text=True,
-                                 env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
-            lines = [l for l in out.stdout.splitlines() if l.startswith("{")]
-            row = json.loads(lines[-1]) if lines else {
-                "config": name, "precision": precision,
-                "error": out.stderr.strip().splitlines()[-1:]}
+            row = harness.child_row(
+                "bench.profile_step", ["--child", name, precision, f"--steps={args.steps}"],
+                {"config": name, "precision": precision})
             shown = {k: row.get(k) for k in ("config", "precision", "images_per_second",
                                              "groups_ms", "error") if k in row}
             print(json.dumps(shown), flush=True)
             results.append(row)
-    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump({"cpu": throughput.vs_original_cpu(), "results": results}, f, indent=1)
+    harness.write_json(args.out, {"cpu": harness.machine(), "results": results})
     print(f"wrote {args.out}")
 
 

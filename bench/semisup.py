@@ -1,8 +1,8 @@
 """The paper's semi-supervised result in miniature on Fashion-MNIST, by a fair protocol.
 
-    python bench/semisup.py --scale=full --out=DIR     # the study (sized for <= 120 min)
-    python bench/semisup.py --scale=full --dry_run     # its commands and projected minutes
-    python bench/semisup.py --scale=smoke --out=DIR    # every hand-over, a few steps per run
+    python -m bench.semisup --scale=full --out=DIR     # the study (sized for <= 120 min)
+    python -m bench.semisup --scale=full --dry_run     # its commands and projected minutes
+    python -m bench.semisup --scale=smoke --out=DIR    # every hand-over, a few steps per run
 
 It drives run.py as a user would, one subprocess per run. The protocol (bench/semisup_study/
 protocol.py), written into results.json and results.md:
@@ -30,14 +30,12 @@ bfloat16 flags until the phase-0 pretraining has measured it.
 """
 import argparse
 import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from bench.semisup_study import protocol as P  # noqa: E402
-from bench.semisup_study import report  # noqa: E402
-from bench.semisup_study import runner  # noqa: E402
+from bench import harness
+from bench.semisup_study import protocol as P
+from bench.semisup_study import report
+from bench.semisup_study import runner
 
 SEARCH_ARMS = ("supervised", "finetune_small", "finetune_big", "selfdistill", "big_to_small",
                "linear")
@@ -168,7 +166,7 @@ class Study:
                 "speeds": {"source": self.speeds.source, "pretrain_small": self.speeds.base,
                            "measured": self.speeds.measured},
                 "table": t, "claims": claim_list, **self.state}
-        runner.write_json(os.path.join(self.out, "results.json"), info)
+        harness.write_json(os.path.join(self.out, "results.json"), info)
         if final or t:
             with open(os.path.join(self.out, "results.md"), "w") as f:
                 f.write(report.markdown(t, claim_list, info, self.s))
@@ -237,7 +235,7 @@ def main():
     parser.add_argument("--dry_run", action="store_true", help="print the commands only")
     args = parser.parse_args()
     study = Study(P.SCALES[args.scale], args.scale, os.path.abspath(args.out),
-                  runner.cpu_info())
+                  harness.machine())
     if args.dry_run:
         for name, seconds, argv in plan(study):
             print(f"# {name}: ~{seconds:.0f} s\n{' '.join(argv)}")

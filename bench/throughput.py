@@ -4,10 +4,10 @@ Each (config, stage, variant) runs in its own process so that its peak resident 
 own. A step is the program's real replica step (forward + backward + LARS, NT-Xent, global BN
 code path) fed synthetic, already-augmented views, so the input pipeline is not measured.
 
-    python bench/throughput.py                       # all configs, float32 / bf16 / XLA
-    python bench/throughput.py --configs=a --variants=float32 --repeats=3
+    python -m bench.throughput                       # all configs, float32 / bf16 / XLA
+    python -m bench.throughput --configs=a --variants=float32 --repeats=3
 
-Configs: (a) ResNet-18, 32 px, batch 256; (b) ResNet-50, 64 px, batch 64;
+Configs (bench/steps.py): (a) ResNet-18, 32 px, batch 256; (b) ResNet-50, 64 px, batch 64;
 (c) ResNet-50 + SK, 64 px, batch 64; (b224) ResNet-50, 224 px, batch 256, for GPUs. Our step
 only: `bench/vs_original.py` times Google's original tf2 step beside ours in the same run
 (constants measured on another CPU, or another hour of the same one, would mislead), and the
@@ -16,60 +16,16 @@ across machines.
 """
 import argparse
 import json
-import os
 import resource
 import statistics
-import subprocess
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-CONFIGS = {
-    "a": dict(depth=18, sk_ratio=0.0, image_size=32, batch=256),
-    "b": dict(depth=50, sk_ratio=0.0, image_size=64, batch=64),
-    "c": dict(depth=50, sk_ratio=0.0625, image_size=64, batch=64),
-    # (b) at ImageNet size, for a GPU: `--configs=b224 --variants=float32,mixed_float16_xla`
-    "b224": dict(depth=50, sk_ratio=0.0, image_size=224, batch=256),
-}
-VARIANTS = {
-    "float32": dict(precision="float32", jit_compile=False),
-    "mixed_bfloat16": dict(precision="mixed_bfloat16", jit_compile=False),
-    "xla": dict(precision="float32", jit_compile=True),
-    # GPUs (loss scaling) and TPUs / CPUs with native bfloat16:
-    "mixed_float16": dict(precision="mixed_float16", jit_compile=False),
-    "mixed_float16_xla": dict(precision="mixed_float16", jit_compile=True),
-    "mixed_bfloat16_xla": dict(precision="mixed_bfloat16", jit_compile=True),
-}
-
+from bench import harness
+from bench.steps import CONFIGS, VARIANTS, run_config, synthetic_batch
 
 def _compute_dtype(variant):
     """The dtype the variant's matmuls run in: float32, bfloat16 or float16."""
     return VARIANTS[variant]["precision"].replace("mixed_", "")
-
-
-def _run_config(name, stage, variant, steps_per_loop):
-    from data.config import DataConfig
-    from tf2 import config as cfg_lib
-    c, v = CONFIGS[name], VARIANTS[variant]
-    return cfg_lib.RunConfig(
-        model=cfg_lib.ModelConfig(resnet_depth=c["depth"], sk_ratio=c["sk_ratio"],
-                                  cifar_stem=c["image_size"] <= 32, global_bn=True),
-        head=cfg_lib.HeadConfig(num_classes=10, ft_proj_selector=1 if stage == "finetune"
-                                else 0),
-        optimizer=cfg_lib.OptimizerConfig(warmup_epochs=0),
-        train=cfg_lib.TrainConfig(train_batch_size=c["batch"], train_steps=10**6,
-                                  steps_per_loop=steps_per_loop),
-        data=DataConfig(image_size=c["image_size"]), train_mode=stage,
-        precision=v["precision"], jit_compile=v["jit_compile"])
-
-
-def _synthetic_batch(cfg, stage):
-    import tensorflow as tf
-    s, b = cfg.data.image_size, cfg.train.train_batch_size
-    channels = 6 if stage == "pretrain" else 3
-    return {"image": tf.random.uniform((b, s, s, channels), seed=1),
-            "label": tf.random.uniform((b,), maxval=10, dtype=tf.int32, seed=2)}
 
 
 def child(name, stage, variant, repeats, steps_per_loop):
@@ -77,13 +33,13 @@ def child(name, stage, variant, repeats, steps_per_loop):
     import keras
     import tensorflow as tf
     from stages import finetune, loop, pretrain
-    cfg = _run_config(name, stage, variant, steps_per_loop)
+    cfg = run_config(name, stage, variant, steps_per_loop)
     keras.mixed_precision.set_global_policy(cfg.precision)
     module = pretrain if stage == "pretrain" else finetune
     model, optimizer = module.build(cfg, 10)
     step_fn = module.make_step_fn(cfg, model, optimizer, 10)
     strategy = tf.distribute.get_strategy()
-    iterator = iter(tf.data.Dataset.from_tensors(_synthetic_batch(cfg, stage)).repeat())
+    iterator = iter(tf.data.Dataset.from_tensors(synthetic_batch(cfg, stage)).repeat())
     multi_step = loop.make_multi_step(strategy, step_fn, cfg.jit_compile)
     n = tf.constant(steps_per_loop)
     multi_step(iterator, n)["total_loss"].numpy()  # warm-up: tracing and first steps
@@ -129,12 +85,6 @@ def matmul_peak_gflops(dtype="float32", n=2048, repeats=5):
     return best
 
 
-def vs_original_cpu() -> dict:
-    """The CPU model and its bfloat16 / AMX flags (bench/vs_original.py's description)."""
-    from bench import vs_original
-    return vs_original.cpu_description()
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--configs", default="a,b,c")
@@ -152,14 +102,10 @@ def main():
     for name in args.configs.split(","):
         for stage in args.stages.split(","):
             for variant in args.variants.split(","):
-                cmd = [sys.executable, __file__, "--child", name, stage, variant,
-                       f"--repeats={args.repeats}", f"--steps_per_loop={args.steps_per_loop}"]
-                out = subprocess.run(cmd, capture_output=True, text=True,
-                                     env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
-                lines = [l for l in out.stdout.splitlines() if l.startswith("{")]
-                row = json.loads(lines[-1]) if lines else {
-                    "config": name, "stage": stage, "variant": variant,
-                    "error": out.stderr.strip().splitlines()[-1:]}
+                row = harness.child_row("bench.throughput", [
+                    "--child", name, stage, variant, f"--repeats={args.repeats}",
+                    f"--steps_per_loop={args.steps_per_loop}"],
+                    {"config": name, "stage": stage, "variant": variant})
                 print(json.dumps(row), flush=True)
                 results.append(row)
     dtypes = sorted({_compute_dtype(v) for v in args.variants.split(",")})
@@ -171,10 +117,8 @@ def main():
                 flops *= 2  # two views per image
             row["step_gflops_per_second"] = flops
             row["fraction_of_matmul_peak"] = flops / peak[_compute_dtype(row["variant"])]
-    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump({"cpu": vs_original_cpu(), "matmul_peak_gflops": peak, "results": results},
-                  f, indent=1)
+    harness.write_json(args.out, {"cpu": harness.machine(), "matmul_peak_gflops": peak,
+                                  "results": results})
     print(f"wrote {args.out}")
 
 

@@ -1,7 +1,7 @@
 """Our pretraining step beside Google's original tf2 step, in the same run; writes JSON.
 
-    python bench/vs_original.py --original=/path/to/simclr/tf2            # configs a, b, c
-    python bench/vs_original.py --original=... --configs=a --rounds=3 --precisions=float32
+    python -m bench.vs_original --original=/path/to/simclr/tf2            # configs a, b, c
+    python -m bench.vs_original --original=... --configs=a --rounds=3 --precisions=float32
 
 `--original` is a checkout of google-research/simclr's `tf2/` folder (its run.py, model.py,
 ...); nothing of it is copied here: a child process puts that folder on sys.path, defines the
@@ -24,33 +24,19 @@ speed drifts within the hour affects every program alike. The JSON carries the C
 its bfloat16/AMX flags; figures from two CPUs are not comparable.
 """
 import argparse
+import dataclasses
 import json
 import os
-import platform
 import resource
 import statistics
-import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
-from bench import throughput  # noqa: E402  (CONFIGS: the same three configurations)
+from bench import harness
+from bench.steps import CONFIGS, run_config
 
 PRECISIONS = ("float32", "mixed_bfloat16")
 PROGRAMS = ("original", "ours")
-
-
-def cpu_description() -> dict:
-    """The CPU model and which of its flags matter for bfloat16 (for every speed figure)."""
-    from tf2 import precision
-    text = precision.read_cpuinfo() or ""
-    flags = set(precision.cpu_flags(text))
-    return {"model": precision.cpu_model(text) or platform.processor(),
-            "cores": os.cpu_count(),
-            "bf16_flags": sorted(f for f in flags if "bf16" in f or f.startswith("amx")),
-            "native_bf16": bool(precision.native_bf16_cpu_flags(text))}
 
 
 def _original_argv(config: dict) -> list:
@@ -72,7 +58,7 @@ def original_child(path, name, precision, repeats, steps_per_loop):
     import model as original_model
     import objective as original_objective
     from absl import flags
-    config = throughput.CONFIGS[name]
+    config = CONFIGS[name]
     flags.FLAGS(_original_argv(config))
     if precision == "mixed_bfloat16":
         tf.keras.mixed_precision.set_global_policy("mixed_bfloat16")
@@ -121,21 +107,19 @@ def ours_child(name, precision, repeats, steps_per_loop):
     import keras
     import tensorflow as tf
     from stages import loop as loop_lib, pretrain
-    import dataclasses
-    cfg = dataclasses.replace(throughput._run_config(name, "pretrain", "float32",
-                                                     steps_per_loop), precision=precision)
+    cfg = dataclasses.replace(run_config(name, "pretrain", "float32", steps_per_loop),
+                              precision=precision)
     keras.mixed_precision.set_global_policy(precision)
     model, optimizer = pretrain.build(cfg, 10)
     step_fn = pretrain.make_step_fn(cfg, model, optimizer, 10)
     strategy = tf.distribute.get_strategy()
-    iterator = iter(tf.data.Dataset.from_tensors(_synthetic(throughput.CONFIGS[name],
-                                                            tf)).repeat())
+    iterator = iter(tf.data.Dataset.from_tensors(_synthetic(CONFIGS[name], tf)).repeat())
     multi_step = loop_lib.make_multi_step(strategy, step_fn)
 
     def loop(n):
         return multi_step(iterator, n)["total_loss"]
 
-    _time(loop, throughput.CONFIGS[name], repeats, steps_per_loop, tf,
+    _time(loop, CONFIGS[name], repeats, steps_per_loop, tf,
           {"program": "ours", "precision": precision}, name)
 
 
@@ -166,18 +150,13 @@ def _block(result, tf):
 
 
 def _measure(program, name, precision, args):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    if program == "original":
-        env["TF_USE_LEGACY_KERAS"] = "1"
-    cmd = [sys.executable, __file__, "--child", program, name, precision,
-           f"--original={args.original}", f"--repeats={args.repeats}",
-           f"--steps_per_loop={args.steps_per_loop}"]
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
-    lines = [l for l in out.stdout.splitlines() if l.startswith("{")]
-    if lines:
-        return json.loads(lines[-1])
-    return {"program": program, "config": name, "precision": precision,
-            "error": (out.stderr.strip().splitlines() or ["no output"])[-1]}
+    env = {"TF_USE_LEGACY_KERAS": "1"} if program == "original" else {}
+    return harness.child_row(
+        "bench.vs_original", ["--child", program, name, precision,
+                              f"--original={os.path.abspath(args.original)}",
+                              f"--repeats={args.repeats}",
+                              f"--steps_per_loop={args.steps_per_loop}"],
+        {"program": program, "config": name, "precision": precision}, env)
 
 
 def summarise(rows, configs, precisions) -> dict:
@@ -246,15 +225,12 @@ def main():
 
 
 def _write(path, rows, configs, precisions) -> dict:
-    report = {"cpu": cpu_description(), "tensorflow_keras": _versions(),
+    report = {"cpu": harness.machine(), "tensorflow_keras": _versions(),
               "original_bf16_cast": "the harness casts the original's two head outputs to "
                                     "float32 before its losses (it fails under plain "
                                     "mixed_bfloat16 otherwise)",
               "rows": rows, "summary": summarise(rows, configs, precisions)}
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with open(path + ".tmp", "w") as f:
-        json.dump(report, f, indent=1)
-    os.replace(path + ".tmp", path)
+    harness.write_json(path, report)
     return report
 
 

@@ -3,7 +3,6 @@
 A finished run leaves bench_run.json beside run.py's result.json and is reused when the same
 command asks for it again; an unfinished one resumes from its checkpoint (run.py does that).
 """
-import json
 import os
 import re
 import resource
@@ -12,9 +11,9 @@ import sys
 import time
 from typing import Dict, Optional
 
+from bench.harness import ROOT, read_json, write_json
 from bench.semisup_study import protocol as P
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # Training images/s relative to pretraining the small network (two views per image), and
 # seconds of start-up, tracing, export and evaluation per run, measured on a 2-core AMD EPYC
 # (Zen 4, AVX512-BF16, no AMX) in mixed bfloat16 on 2026-12-02: pretraining ResNet-18 x0.25
@@ -23,17 +22,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 RELATIVE_SPEED = {"pretrain_small": 1.0, "pretrain_big": 0.47, "finetune_small": 2.1,
                   "finetune_big": 0.75, "distill": 1.45, "linear": 3.0}
 OVERHEAD_SECONDS = {"train": 32, "eval": 15}
-
-
-def cpu_info() -> dict:
-    """CPU model and its native bfloat16 support (AVX512-BF16, AMX), from /proc/cpuinfo."""
-    from tf2 import precision
-    text = precision.read_cpuinfo() or ""
-    flags = set(precision.cpu_flags(text))
-    return {"model": precision.cpu_model(text) or "unknown", "cpu_count": os.cpu_count(),
-            "avx512_bf16": "avx512_bf16" in flags, "amx_bf16": "amx_bf16" in flags,
-            "amx_tile": "amx_tile" in flags,
-            "auto_precision": precision.choose("auto", "cpu", text or None).policy}
 
 
 def precision_for(cpu: dict) -> str:
@@ -104,20 +92,6 @@ def _argv(flags):
     for k, v in flags.items():
         argv.append(f"--{k}" if v is True else f"--no{k}" if v is False else f"--{k}={v}")
     return argv
-
-
-def read_json(path):
-    if not os.path.exists(path):
-        return None
-    with open(path) as f:
-        return json.load(f)
-
-
-def write_json(path, obj):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1)
-    os.replace(tmp, path)  # a half-written file never looks finished
 
 
 def execute(argv, model_dir: str, logs_dir: str, tag: str) -> dict:

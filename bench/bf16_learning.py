@@ -1,7 +1,7 @@
 """The default run in float32 and in mixed bfloat16, over seeds: does bfloat16 learn alike?
 
-    python bench/precision.py                      # 3 seeds x 2 precisions, ~30-60 min
-    python bench/precision.py --seeds=0 --dry_run  # the commands only
+    python -m bench.bf16_learning                      # 3 seeds x 2 precisions, ~30-60 min
+    python -m bench.bf16_learning --seeds=0 --dry_run  # the commands only
 
 Each run is the README's default pretraining (`run.py --mode=train_then_eval
 --train_mode=pretrain`: ResNet-18 x0.5 on Fashion-MNIST, half an epoch) with `--seed` and an
@@ -22,10 +22,8 @@ import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
-from bench import vs_original  # noqa: E402  (cpu_description)
+from bench import harness
+from bench.harness import ROOT
 
 
 def _command(precision, seed, model_dir):
@@ -46,8 +44,7 @@ def run_one(precision, seed, out_dir, dry_run):
     model_dir = os.path.join(out_dir, f"{precision}_seed{seed}")
     record = os.path.join(model_dir, "bench.json")
     if os.path.exists(record):
-        with open(record) as f:
-            return json.load(f)
+        return harness.read_json(record)
     cmd = _command(precision, seed, model_dir)
     print(" ".join(cmd), flush=True)
     if dry_run:
@@ -56,14 +53,12 @@ def run_one(precision, seed, out_dir, dry_run):
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     if proc.returncode != 0:
         sys.exit(f"error: {' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
-    with open(os.path.join(model_dir, "result.json")) as f:
-        result = json.load(f)
+    result = harness.read_json(os.path.join(model_dir, "result.json"))
     row = {"precision": precision, "seed": seed, "top1": result["top1"],
            "top5": result["top5"], "wall_seconds": time.time() - tic,
            "train_images_per_second": _train_rate(model_dir),
            "load_average_at_start": load, "load_average_at_end": os.getloadavg()}
-    with open(record, "w") as f:
-        json.dump(row, f, indent=1)
+    harness.write_json(record, row)
     print(json.dumps(row), flush=True)
     return row
 
@@ -89,7 +84,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--precisions", default="float32,mixed_bfloat16")
-    parser.add_argument("--out_dir", default="bench/out/precision")
+    parser.add_argument("--out_dir", default="bench/out/bf16_learning")
     parser.add_argument("--dry_run", action="store_true")
     args = parser.parse_args()
     out_dir = os.path.abspath(args.out_dir)
@@ -101,9 +96,8 @@ def main():
                 rows.append(row)
     if args.dry_run:
         return
-    report = {"cpu": vs_original.cpu_description(), "rows": rows, "summary": summarise(rows)}
-    with open(os.path.join(out_dir, "results.json"), "w") as f:
-        json.dump(report, f, indent=1)
+    report = {"cpu": harness.machine(), "rows": rows, "summary": summarise(rows)}
+    harness.write_json(os.path.join(out_dir, "results.json"), report)
     print(json.dumps(report["summary"], indent=1))
 
 
