@@ -33,15 +33,14 @@ from typing import Dict, List
 
 import keras
 import tensorflow as tf
-from tensorflow.core.protobuf import trackable_object_graph_pb2
 
+from checkpoints import manager as ckpt_lib
+from checkpoints.model_dir import EXPORT_TMP_PREFIX
 from tf2 import model as model_lib
 from tf2 import optimizers
 
 SERVE = "serve"
 TRAIN = "train"
-_TMP_PREFIX = ".tmp-export-"  # leading dot: never mistaken for a step directory
-_OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
 _IMAGES_SPEC = tf.TensorSpec([None, None, None, 3], tf.float32, name="images")
 CLASS_NAMES_FILE = "class_names.txt"
 
@@ -144,7 +143,7 @@ def export_saved_model(model: keras.Model, export_dir: str, step: int, keep_max:
     """
     tf.io.gfile.makedirs(export_dir)
     final_dir = os.path.join(export_dir, str(int(step)))
-    tmp_dir = os.path.join(export_dir, f"{_TMP_PREFIX}{int(step)}-{uuid.uuid4().hex}")
+    tmp_dir = os.path.join(export_dir, f"{EXPORT_TMP_PREFIX}{int(step)}-{uuid.uuid4().hex}")
     try:
         module = HubModule(model, **record)
         module.trace()
@@ -224,8 +223,7 @@ def _saved_variable_keys(path: str):
     HubModule), so no function is loaded.
     """
     reader = tf.train.load_checkpoint(os.path.join(path, "variables", "variables"))
-    graph = trackable_object_graph_pb2.TrackableObjectGraph()
-    graph.ParseFromString(reader.get_tensor(_OBJECT_GRAPH_KEY))
+    graph = ckpt_lib.object_graph(reader)
     root_children = {c.local_name: c.node_id for c in graph.nodes[0].children}
     if "variable_paths" not in root_children or "variables" not in root_children:
         raise ValueError(f"{path} was not written by export_saved_model: it has no "
@@ -250,8 +248,7 @@ def saved_record(path: str) -> Dict[str, object]:
     Reads the variables checkpoint only (no function is loaded).
     """
     reader = tf.train.load_checkpoint(os.path.join(path, "variables", "variables"))
-    graph = trackable_object_graph_pb2.TrackableObjectGraph()
-    graph.ParseFromString(reader.get_tensor(_OBJECT_GRAPH_KEY))
+    graph = ckpt_lib.object_graph(reader)
     root_children = {c.local_name: c.node_id for c in graph.nodes[0].children}
 
     def value(name):

@@ -347,14 +347,23 @@ def _unmatched_names(prefix: str, objects: Dict[str, object]) -> List[str]:
     return bad
 
 
+def object_graph(reader) -> trackable_object_graph_pb2.TrackableObjectGraph:
+    """The object graph a checkpoint stores beside its values (node 0 is the root object).
+
+    Args:
+      reader: `tf.train.load_checkpoint(prefix)` of a checkpoint or a SavedModel's variables.
+    """
+    graph = trackable_object_graph_pb2.TrackableObjectGraph()
+    graph.ParseFromString(reader.get_tensor(_OBJECT_GRAPH_KEY))
+    return graph
+
+
 def _saved_names(prefix: str) -> List[str]:
     """Top-level object names in a checkpoint, from its object graph."""
     try:
-        raw = tf.train.load_checkpoint(prefix).get_tensor(_OBJECT_GRAPH_KEY)
+        graph = object_graph(tf.train.load_checkpoint(prefix))
     except (tf.errors.OpError, IndexError, ValueError):
         return []
-    graph = trackable_object_graph_pb2.TrackableObjectGraph()
-    graph.ParseFromString(raw)
     return [child.local_name for child in graph.nodes[0].children]
 
 

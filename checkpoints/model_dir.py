@@ -25,7 +25,8 @@ from typing import List, Optional, Sequence
 
 TRAIN, EVAL = "train", "eval"
 _CKPT_TEMP_RE = re.compile(r"^.+-\d+_temp$")
-_EXPORT_TEMP_PREFIX = ".tmp-export-"  # checkpoints/export.py's temporary directories
+# checkpoints/export.py's temporary directories; the leading dot: never taken for a step
+EXPORT_TMP_PREFIX = ".tmp-export-"
 
 
 class ModelDirBusyError(RuntimeError):
@@ -124,7 +125,7 @@ class Claim:
             removed += _remove(self.directory, lambda name: bool(_CKPT_TEMP_RE.match(name)))
         if self._no_other_writer():
             removed += _remove(os.path.join(self.directory, "saved_model"),
-                               lambda name: name.startswith(_EXPORT_TEMP_PREFIX))
+                               lambda name: name.startswith(EXPORT_TMP_PREFIX))
         return removed
 
     def _no_other_writer(self) -> bool:

@@ -9,7 +9,7 @@ from typing import Dict, Optional
 
 import tensorflow as tf
 
-from checkpoints import convert
+from checkpoints import official
 from checkpoints import export as export_lib
 from checkpoints import manager as ckpt_lib
 
@@ -37,7 +37,7 @@ def record(path: str) -> Dict[str, object]:
     supervised head.
     """
     unknown = {"class_names": None, "train_mode": None, "num_classes": None}
-    if convert.is_official_saved_model(path):
+    if official.is_official_saved_model(path):
         return {**unknown, "num_classes": official_num_classes(path)}
     if export_lib.is_saved_model_dir(path):
         saved = export_lib.saved_record(path)
@@ -63,7 +63,7 @@ def official_num_classes(path: str) -> Optional[int]:
     except (tf.errors.OpError, ValueError):
         return None
     kernels = [shape for key, shape in shapes.items()
-               if key.startswith(f"model/{convert.SUPERVISED_HEAD}/") and len(shape) == 2]
+               if key.startswith(f"model/{official.SUPERVISED_HEAD}/") and len(shape) == 2]
     return kernels[0][-1] if len(kernels) == 1 else None
 
 

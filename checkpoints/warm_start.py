@@ -7,9 +7,10 @@ state start afresh).
 import tensorflow as tf
 from absl import logging
 
-from checkpoints import convert
 from checkpoints import export as export_lib
 from checkpoints import manager as ckpt_lib
+from checkpoints import official, official_weights
+from tf2 import resnet
 
 
 def warm_start(model, path: str, include_supervised_head: bool = False) -> str:
@@ -26,16 +27,16 @@ def warm_start(model, path: str, include_supervised_head: bool = False) -> str:
     Raises:
       FileNotFoundError / ValueError with the path and what did not match.
     """
-    if convert.is_official_saved_model(path):
-        loaded = convert.load_official(path)
+    if official.is_official_saved_model(path):
+        loaded = official.load_official(path)
         encoder = model.encoder
-        convert.infer_architecture(  # raises, naming each flag the file contradicts
+        official.infer_architecture(  # raises, naming each flag the file contradicts
             loaded, resnet_depth=encoder.depth, width_multiplier=encoder.width_multiplier,
             sk_ratio=encoder.sk_ratio, proj_out_dim=model.projection_head.out_dim)
         same_classes = (model.supervised_head is not None and
-                        convert.infer_architecture(loaded)["num_classes"] ==
+                        official.infer_architecture(loaded)["num_classes"] ==
                         model.supervised_head.dense.units)
-        convert.assign_official(model, loaded, include_supervised_head=(
+        official_weights.assign_official(model, loaded, include_supervised_head=(
             include_supervised_head and same_classes))
         logging.info("Warm start from official SimCLRv2 SavedModel %s", path)
         return path
@@ -63,11 +64,9 @@ def warm_start(model, path: str, include_supervised_head: bool = False) -> str:
 
 
 def _stem_kernel_shape(width_multiplier: float, sk_ratio: float, cifar_stem: bool) -> tuple:
-    """(k, k, 3, c) of the stem's first convolution (see tf2/resnet.Stem)."""
-    width = int(round(64 * width_multiplier))
-    if cifar_stem:
-        return (3, 3, 3, width)
-    return (3, 3, 3, width // 2) if sk_ratio > 0 else (7, 7, 3, width)
+    """(k, k, 3, c) of the stem's first convolution (SK comes with the deep stem)."""
+    filters, kernel, _ = resnet.stem_layout(width_multiplier, cifar_stem, sk_ratio > 0)[0]
+    return (kernel, kernel, 3, filters)
 
 
 def check_stem(path: str, width_multiplier: float, sk_ratio: float, cifar_stem: bool) -> None:

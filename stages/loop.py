@@ -17,8 +17,9 @@ from absl import logging
 
 from checkpoints import export as export_lib
 from checkpoints import manager as ckpt_lib
-from stages import summaries
+from tf2 import model as model_lib
 from tf2.config import RunConfig
+from stages import summaries
 
 StepFn = Callable[[Dict[str, tf.Tensor]], Dict[str, tf.Tensor]]
 
@@ -126,8 +127,7 @@ def _first_batch_images(strategy, input_fn, key):
     batch = next(iter(strategy.distribute_datasets_from_function(input_fn)))
     images = strategy.experimental_local_results(batch[key])[0]
     if images.shape[-1] > 3:  # two views on channels: show them side by side
-        views = tf.split(images, images.shape[-1] // 3, axis=-1)  # V x (b, h, w, 3)
-        images = tf.concat(views, axis=2)  # (b, h, V*w, 3)
+        images = tf.concat(model_lib.split_views(images), axis=2)  # (b, h, V*w, 3)
     return images
 
 

@@ -3,7 +3,7 @@
 The model returns a dict keyed by the constants below; losses, export and tests read that dict.
 """
 import dataclasses
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 import keras
 import tensorflow as tf
@@ -55,10 +55,7 @@ class SimCLRModel(keras.Model):
         """
         channels = images.shape[-1]
         if channels is not None and channels > 3:
-            if channels % 3:
-                raise ValueError(f"images must have 3*V channels, got {channels}")
-            views = tf.split(images, channels // 3, axis=-1)  # V x (B, H, W, 3)
-            images = tf.concat(views, axis=0)  # (V*B, H, W, 3)
+            images = tf.concat(split_views(images), axis=0)  # (V*B, H, W, 3)
         features, endpoints = self.encoder(images, training=training)
         hiddens = self.projection_head(features, training=training)
         outputs = dict(endpoints)
@@ -71,6 +68,14 @@ class SimCLRModel(keras.Model):
             outputs[SUPERVISED_HEAD_INPUT] = sup_in
             outputs[LOGITS_SUP] = self.supervised_head(sup_in)
         return {k: tf.cast(v, tf.float32) for k, v in outputs.items()}
+
+
+def split_views(images) -> List[tf.Tensor]:
+    """(B, H, W, 3V) -> V x (B, H, W, 3): the views the input pipeline stacks on channels."""
+    channels = images.shape[-1]
+    if channels % 3:
+        raise ValueError(f"images must have 3*V channels, got {channels}")
+    return tf.split(images, channels // 3, axis=-1)  # V x (B, H, W, 3)
 
 
 def build_model(model_cfg: ModelConfig, head_cfg: HeadConfig, with_supervised_head=True,

@@ -40,9 +40,9 @@ LAYERS_PER_GROUP = {
     200: (3, 24, 36, 3),
 }
 BOTTLENECK_DEPTHS = (50, 101, 152, 200)
-_GROUP_FILTERS = (64, 128, 256, 512)  # times the width multiplier
+GROUP_FILTERS = (64, 128, 256, 512)  # times the width multiplier
 _GROUP_STRIDES = (1, 2, 2, 2)
-_SK_MIN_DIM = 32  # floor of the SK attention bottleneck, as in the original code
+SK_MIN_DIM = 32  # floor of the SK attention bottleneck, as in the original code
 
 
 @dataclasses.dataclass(frozen=True)
@@ -197,7 +197,7 @@ class SelectiveKernelConv(keras.layers.Layer):
     def __init__(self, filters, strides, sk_ratio, bn, **kwargs):
         super().__init__(**kwargs)
         self.branches = ConvBN(2 * filters, 3, strides, bn, name="branches")
-        mid_dim = max(int(filters * sk_ratio), _SK_MIN_DIM)
+        mid_dim = sk_mid_dim(filters, sk_ratio)
         self.reduce = ConvBN(mid_dim, 1, 1, bn, name="reduce")
         self.attend = Conv2DFixedPadding(2 * filters, 1, 1, name="attend")
         self.filters = filters
@@ -402,15 +402,9 @@ class Stem(keras.layers.Layer):
 
     def __init__(self, width_multiplier, cifar_stem, deep_stem, bn, **kwargs):
         super().__init__(**kwargs)
-        width = _scaled(64, width_multiplier)
-        if cifar_stem:
-            convs = [ConvBN(width, 3, 1, bn, name="conv1")]
-        elif deep_stem:
-            convs = [ConvBN(width // 2, 3, 2, bn, name="conv1"),
-                     ConvBN(width // 2, 3, 1, bn, name="conv2"),
-                     ConvBN(width, 3, 1, bn, name="conv3")]
-        else:
-            convs = [ConvBN(width, 7, 2, bn, name="conv1")]
+        layout = stem_layout(width_multiplier, cifar_stem, deep_stem)
+        convs = [ConvBN(filters, kernel, strides, bn, name=f"conv{i + 1}")
+                 for i, (filters, kernel, strides) in enumerate(layout)]
         self._num_convs = _attach(self, "conv", convs)
         self.pool = None
         if not cifar_stem:
@@ -446,6 +440,21 @@ class Stem(keras.layers.Layer):
         return initial_conv, pooled
 
 
+def stem_layout(width_multiplier: float, cifar_stem: bool, deep_stem: bool) -> list:
+    """[(filters, kernel, strides)] of the stem's convolutions, in order (see Stem)."""
+    width = _scaled(64, width_multiplier)
+    if cifar_stem:
+        return [(width, 3, 1)]
+    if deep_stem:
+        return [(width // 2, 3, 2), (width // 2, 3, 1), (width, 3, 1)]
+    return [(width, 7, 2)]
+
+
+def sk_mid_dim(filters: int, sk_ratio: float) -> int:
+    """Width of a selective-kernel block's attention bottleneck, floored at SK_MIN_DIM."""
+    return max(int(filters * sk_ratio), SK_MIN_DIM)
+
+
 def _scaled(channels: int, width_multiplier: float) -> int:
     """Channels times the width multiplier, rounded (exact for the paper's integers)."""
     return int(round(channels * width_multiplier))
@@ -461,7 +470,7 @@ def _check_arguments(depth, width_multiplier, sk_ratio, se_ratio, frozen_blocks)
         raise ValueError(f"sk_ratio must be in [0, 1), got {sk_ratio}")
     if not 0.0 <= se_ratio < 1.0:
         raise ValueError(f"se_ratio must be in [0, 1), got {se_ratio}")
-    if not -1 <= frozen_blocks <= len(_GROUP_FILTERS):
+    if not -1 <= frozen_blocks <= len(GROUP_FILTERS):
         raise ValueError(f"frozen_blocks must be in [-1, 4], got {frozen_blocks}")
 
 
@@ -503,8 +512,8 @@ class ResNet(keras.Model):
             BlockGroup(_scaled(filters, width_multiplier), num_blocks, strides, bottleneck, sk_ratio,
                        se_ratio, bn, name=f"block_group{i + 1}")
             for i, (filters, num_blocks, strides) in enumerate(
-                zip(_GROUP_FILTERS, LAYERS_PER_GROUP[depth], _GROUP_STRIDES))])
-        self._output_dim = (4 if bottleneck else 1) * _scaled(_GROUP_FILTERS[-1],
+                zip(GROUP_FILTERS, LAYERS_PER_GROUP[depth], _GROUP_STRIDES))])
+        self._output_dim = (4 if bottleneck else 1) * _scaled(GROUP_FILTERS[-1],
                                                               width_multiplier)
         # Setting trainable on the parents reaches every sub-layer, built or not.
         for part in [self.stem, *self.block_groups][:frozen_blocks + 1]:
@@ -512,7 +521,7 @@ class ResNet(keras.Model):
 
     @property
     def block_groups(self):
-        return _attached(self, "block_group", len(_GROUP_FILTERS))
+        return _attached(self, "block_group", len(GROUP_FILTERS))
 
     @property
     def output_dim(self) -> int:

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from checkpoints import convert
+from checkpoints import convert, official, official_weights
 from checkpoints import warm_start as warm_start_lib
 from tf2 import config as config_lib
 from tf2 import model as model_lib
@@ -108,7 +108,7 @@ def imports(fakes):
         if name not in made:
             manifest, _, directory = fakes(name)
             config = manifest["config"]
-            made[name] = convert.import_official(
+            made[name] = official_weights.import_official(
                 directory, resnet_depth=config["resnet_depth"],
                 width_multiplier=config["width_multiplier"], sk_ratio=config["sk_ratio"])
         return made[name]
@@ -206,7 +206,7 @@ class _OfficialWeights:
 
     def bn(self, x, relu=True):
         scope = self._next("sync_batch_normalization")
-        gamma, beta, mean, variance = (self._get(f"{scope}/{w}") for w in convert.BN_WEIGHTS)
+        gamma, beta, mean, variance = (self._get(f"{scope}/{w}") for w in official.BN_WEIGHTS)
         y = (x - mean) / np.sqrt(variance + EPSILON) * gamma + (0.0 if beta is None else beta)
         return np.maximum(y, 0.0) if relu else y
 
@@ -340,7 +340,7 @@ def _specs(manifest, rename=lambda name: name):
     specs = collections.defaultdict(list)
     for name, shape, _, trainable, object_path in manifest["variables"]:
         specs[object_path.split("/")[1]].append(
-            convert.VariableSpec(rename(name), tuple(shape), trainable))
+            official.VariableSpec(rename(name), tuple(shape), trainable))
     return dict(specs)
 
 
@@ -349,7 +349,7 @@ def _specs(manifest, rename=lambda name: name):
 def test_architecture_inferred_from_every_manifest(name, variant):
     manifest = _manifest(name, variant)
     config = manifest["config"]
-    arch = convert.infer_architecture(_specs(manifest))
+    arch = official.infer_architecture(_specs(manifest))
     blocks = {50: [3, 4, 6, 3], 152: [3, 8, 36, 3]}[config["resnet_depth"]]
     assert arch == dict(
         resnet_depth=config["resnet_depth"], width_multiplier=config["width_multiplier"],
@@ -374,17 +374,17 @@ def test_layer_order_survives_other_uniquifying_suffixes():
         # Shuffled too: the order of the variables in the list must not matter either.
         order = np.random.default_rng(0).permutation(len(renamed[holder]))
         shuffled = [renamed[holder][i] for i in order]
-        for kind, layers in convert.official_layers(original[holder]).items():
-            again = convert.official_layers(shuffled)[kind]
+        for kind, layers in official.official_layers(original[holder]).items():
+            again = official.official_layers(shuffled)[kind]
             assert [renumber(layer.scope + "/x").rsplit("/", 1)[0] for layer in layers] == \
                 [layer.scope for layer in again]
-    assert convert.infer_architecture(renamed) == convert.infer_architecture(original)
+    assert official.infer_architecture(renamed) == official.infer_architecture(original)
 
 
 def test_architecture_check_names_the_differing_flags():
     specs = _specs(_manifest("r50_1x_sk1"))
-    with pytest.raises(convert.ArchitectureMismatchError) as error:
-        convert.infer_architecture(specs, resnet_depth=101, width_multiplier=1, sk_ratio=0.0,
+    with pytest.raises(official.ArchitectureMismatchError) as error:
+        official.infer_architecture(specs, resnet_depth=101, width_multiplier=1, sk_ratio=0.0,
                                    num_classes=10)
     message = str(error.value)
     assert "resnet_depth: the SavedModel has 50, the flags say 101" in message
@@ -392,9 +392,9 @@ def test_architecture_check_names_the_differing_flags():
     assert "num_classes: the SavedModel has 1000, the flags say 10" in message
     assert "width_multiplier" not in message
     # At 1x every SK attention is 32 wide for any ratio up to 1/16: the same network.
-    assert convert.infer_architecture(specs, sk_ratio=0.05)["sk_ratio"] == 0.0625
-    with pytest.raises(convert.ArchitectureMismatchError, match="sk_ratio"):
-        convert.infer_architecture(specs, sk_ratio=0.125)  # 64-wide attention in group 4
+    assert official.infer_architecture(specs, sk_ratio=0.05)["sk_ratio"] == 0.0625
+    with pytest.raises(official.ArchitectureMismatchError, match="sk_ratio"):
+        official.infer_architecture(specs, sk_ratio=0.125)  # 64-wide attention in group 4
 
 
 def test_cli_reports_a_flag_mismatch(fakes, tmp_path, capsys):
@@ -436,8 +436,8 @@ def test_shape_mismatch_names_both_variables_and_assigns_nothing(fakes, imports)
     # Everything else zero: a partial load would show in the model's values.
     zeros = {k: np.zeros_like(v) for k, v in values.items()}
     source = _variables_with(manifest, zeros, {altered: [3, 3, 128, 64]})
-    with pytest.raises(convert.ImportMismatchError) as error:
-        convert.assign_official(model, source)
+    with pytest.raises(official.ImportMismatchError) as error:
+        official_weights.assign_official(model, source)
     message = str(error.value)
     ours = model.encoder.block_groups[1].blocks[0].main_path[1].conv.kernel  # by attribute
     assert f"official {altered} (3, 3, 128, 64) vs ours {ours.path} (3, 3, 128, 128)" in message
@@ -451,8 +451,8 @@ def test_missing_layer_is_counted_and_assigns_nothing(fakes, imports):
     zeros = {k: np.zeros_like(v) for k, v in values.items()}
     last_head = [_bare(n) for n, *_ in manifest["variables"] if "/nl_2/" in n]
     source = _variables_with(manifest, zeros, dict.fromkeys(last_head))
-    with pytest.raises(convert.ImportMismatchError) as error:
-        convert.assign_official(model, source)
+    with pytest.raises(official.ImportMismatchError) as error:
+        official_weights.assign_official(model, source)
     message = str(error.value)
     assert "_projection_head: the SavedModel has 2 dense layers, the model 3" in message
     assert "_projection_head: the SavedModel has 2 bn layers, the model 3" in message
@@ -462,7 +462,7 @@ def test_missing_layer_is_counted_and_assigns_nothing(fakes, imports):
 # --- recognising an official SavedModel --------------------------------------------------------
 
 def test_is_official_saved_model(fakes, tmp_path):
-    assert convert.is_official_saved_model(fakes("r50_1x_sk0")[2])
+    assert official.is_official_saved_model(fakes("r50_1x_sk0")[2])
 
     def save(root, name):
         tf.saved_model.save(root, str(tmp_path / name))
@@ -476,11 +476,11 @@ def test_is_official_saved_model(fakes, tmp_path):
     other = tf.Module()
     other.model = tf.Module()
     other.model.w = tf.Variable(1.0)
-    assert not convert.is_official_saved_model(save(ours, "ours"))
-    assert not convert.is_official_saved_model(save(other, "other"))
-    assert not convert.is_official_saved_model(str(tmp_path))
+    assert not official.is_official_saved_model(save(ours, "ours"))
+    assert not official.is_official_saved_model(save(other, "other"))
+    assert not official.is_official_saved_model(str(tmp_path))
     with pytest.raises(ValueError, match="not an official SimCLRv2 SavedModel"):
-        convert.load_official(str(tmp_path / "other"))
+        official.load_official(str(tmp_path / "other"))
 
 
 def test_warm_start_reads_an_official_saved_model_and_checks_the_flags(tmp_path):
@@ -489,8 +489,8 @@ def test_warm_start_reads_an_official_saved_model_and_checks_the_flags(tmp_path)
     values = _official_values(layout, seed=7)
     src = tmp_path / "official"
     _save_fake_official(layout, values, str(src))
-    arch = convert.infer_architecture(convert.load_official(str(src)))
-    model_cfg, head_cfg = convert.configs_for(arch, ft_proj_selector=1)
+    arch = official.infer_architecture(official.load_official(str(src)))
+    model_cfg, head_cfg = official.configs_for(arch, ft_proj_selector=1)
     model = model_lib.build_model(model_cfg, head_cfg, image_size=32)
     warm_start_lib.warm_start(model, str(src), include_supervised_head=True)
     np.testing.assert_array_equal(model.encoder.stem.convs[0].conv.kernel.numpy(),
@@ -499,7 +499,7 @@ def test_warm_start_reads_an_official_saved_model_and_checks_the_flags(tmp_path)
                                   values["head_supervised/linear_layer/dense_3/bias"])
     wrong = model_lib.build_model(
         config_lib.ModelConfig(resnet_depth=101, cifar_stem=False), head_cfg, image_size=32)
-    with pytest.raises(convert.ArchitectureMismatchError, match="resnet_depth"):
+    with pytest.raises(official.ArchitectureMismatchError, match="resnet_depth"):
         warm_start_lib.warm_start(wrong, str(src))
 
 
