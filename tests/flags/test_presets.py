@@ -84,3 +84,13 @@ def test_imagenet_finetune_presets_use_all_of_the_official_subset(name, parse, t
     data = configs.data_config(f)
     assert (data.label_fraction, data.labels_per_class, data.uses_label_subset) == (1.0, None,
                                                                                    False)
+
+
+@pytest.mark.parametrize("name", sorted(os.listdir(PRESETS)))
+def test_every_preset_states_the_number_it_targets(name):
+    """As big_vision's configs do: a preset says which result it is meant to reproduce."""
+    with open(os.path.join(PRESETS, name)) as f:
+        header = [line for line in f if line.startswith("#")]
+    expected = [i for i, line in enumerate(header) if line.startswith("# Expected")]
+    assert len(expected) == 1
+    assert "%" in "".join(header[expected[0]:])  # a top-1 accuracy, in its own words
