@@ -44,6 +44,15 @@ def child_row(module: str, args: Sequence[str], fallback: dict,
     return {**fallback, "error": (out.stderr.strip().splitlines() or ["no output"])[-1]}
 
 
+def commit() -> str:
+    """The repository's short commit hash ('unknown' outside a git checkout)."""
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
+                              capture_output=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
 def read_json(path: str):
     """The JSON at `path`, or None when there is no file."""
     if not os.path.exists(path):

@@ -159,7 +159,7 @@ class Study:
     def write(self, final=False):
         t = report.table(self.state["finals"])
         claim_list = report.claims(t)
-        info = {"scale": self.scale_name, "commit": runner.git_commit(), "cpu": self.cpu,
+        info = {"scale": self.scale_name, "commit": harness.commit(), "cpu": self.cpu,
                 "precision": self.precision, "protocol": __doc__, "scale_settings": repr(self.s),
                 "total_minutes": sum(r["wall_seconds"] or 0 for r in self.state["runs"].values())
                 / 60, "wall_minutes_this_invocation": (time.perf_counter() - self.started) / 60,
