@@ -44,6 +44,16 @@ def child_row(module: str, args: Sequence[str], fallback: dict,
     return {**fallback, "error": (out.stderr.strip().splitlines() or ["no output"])[-1]}
 
 
+def cpu_slug(machine_row: dict) -> str:
+    """A file-name word for the CPU: its model and its native bfloat16 kind, e.g.
+    'amd_epyc_avx512bf16' or 'intel_xeon_amx' (figures of two CPUs are never compared)."""
+    import re
+    model = re.sub(r"[^a-z0-9]+", "_", machine_row["model"].lower()).strip("_")[:40]
+    kind = ("amx" if machine_row["amx_bf16"] else
+            "avx512bf16" if machine_row["avx512_bf16"] else "nobf16")
+    return f"{model}_{kind}"
+
+
 def commit() -> str:
     """The repository's short commit hash ('unknown' outside a git checkout)."""
     try:
