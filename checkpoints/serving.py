@@ -47,27 +47,31 @@ def preprocess_bytes(image_bytes: tf.Tensor, image_size: int) -> tf.Tensor:
         image_bytes, fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.float32))
 
 
-def classify(logits: tf.Tensor, class_names: Optional[tf.Tensor] = None) -> Dict[str, tf.Tensor]:
+def classify(logits: tf.Tensor, class_names: Optional[tf.Tensor] = None,
+             with_names: bool = True) -> Dict[str, tf.Tensor]:
     """{logits, probabilities, classes, class_names} of (B, C) logits.
 
     Args:
       logits: (B, C) float32.
       class_names: (C,) string tensor naming the classes; None names them by number.
+      with_names: False leaves `class_names` out (formats without string tensors).
     """
     classes = tf.argmax(logits, axis=-1, output_type=tf.int64)  # (B,)
-    names = (tf.strings.as_string(classes) if class_names is None
-             else tf.gather(class_names, classes))
-    return {LOGITS: logits, PROBABILITIES: tf.nn.softmax(logits, axis=-1), CLASSES: classes,
-            CLASS_NAMES: names}
+    named = {LOGITS: logits, PROBABILITIES: tf.nn.softmax(logits, axis=-1), CLASSES: classes}
+    if with_names:
+        named[CLASS_NAMES] = (tf.strings.as_string(classes) if class_names is None
+                              else tf.gather(class_names, classes))
+    return named
 
 
 def named_outputs(model, images: tf.Tensor, class_names: Optional[tf.Tensor] = None,
-                  embedding_layer: str = resnet.FINAL_AVG_POOL) -> Dict[str, tf.Tensor]:
+                  embedding_layer: str = resnet.FINAL_AVG_POOL,
+                  with_names: bool = True) -> Dict[str, tf.Tensor]:
     """The served outputs (module docstring) of `model` on prepared images, inference mode."""
     outputs = model(images, training=False)
     named = {EMBEDDING: model_lib.embedding(model, outputs, embedding_layer)}
     if model_lib.LOGITS_SUP in outputs:
-        named.update(classify(outputs[model_lib.LOGITS_SUP], class_names))
+        named.update(classify(outputs[model_lib.LOGITS_SUP], class_names, with_names))
     return named
 
 

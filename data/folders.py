@@ -137,6 +137,10 @@ class FilesSource(source_lib.Source):
         self.check_split(split)
         return list(self._unreadable[source_lib.base_split(split)])
 
+    def indices(self, split: str) -> np.ndarray:
+        """(examples of `split`,) int64: the 'index' of each example `split` reads."""
+        return np.flatnonzero(self._selected(split)).astype(np.int64)
+
     def paths(self, split: str) -> np.ndarray:
         """(examples of the base split,) str: the file of each 'index'."""
         self.check_split(split)
