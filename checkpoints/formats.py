@@ -101,14 +101,14 @@ def litert_interpreter(path: str):
 def write(function, fmt: str, output_dir: str, class_names: Sequence[str] = (),
           opset: Optional[int] = None) -> str:
     """Writes FILE_NAMES[fmt] (and class_names.txt) under output_dir; returns the file's path."""
+    if fmt not in FILE_NAMES:
+        raise ValueError(f"unknown export format {fmt!r}; use {', '.join(FILE_NAMES)}")
     os.makedirs(output_dir, exist_ok=True)
     path = os.path.join(output_dir, FILE_NAMES[fmt])
     if fmt == ONNX:
         to_onnx(function, path, opset or ONNX_OPSET)
-    elif fmt == LITERT:
-        to_litert(function, path)
     else:
-        raise ValueError(f"unknown export format {fmt!r}; use {', '.join(FILE_NAMES)}")
+        to_litert(function, path)
     with open(os.path.join(output_dir, CLASS_NAMES_FILE), "w", encoding="utf-8") as f:
         f.write("".join(f"{name}\n" for name in class_names))
     return path

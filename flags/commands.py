@@ -4,6 +4,7 @@ Each runs as printed from the directory the program was started in: it calls the
 that is running (e.g. `.venv/bin/python`, the README's set-up never activates the venv and
 stock Debian has no `python`), and paths inside that directory are shown relative to it.
 """
+import json
 import os
 import shlex
 import sys
@@ -97,3 +98,30 @@ def next_command(flag_values, model_dir: str, labelled: bool = True) -> Optional
     dataset = next_dataset(train_mode, flag_values.dataset, labelled)
     carried = _carried(flag_values, dataset)
     return " ".join([program(), stage] + [shlex.quote(a) for a in carried])
+
+
+def python_command(code: str) -> str:
+    """`code` run by this interpreter (`python -c`), as a shell in the working directory runs
+    it."""
+    interpreter = shown_path(sys.executable or "python3", executable=True)
+    return f"{shlex.quote(interpreter)} -c {shlex.quote(code)}"
+
+
+def load_predictions_command(predictions: str, embeddings: str) -> str:
+    """A command that reads predict's CSV and embeddings (and prints their sizes)."""
+    return python_command(
+        "import csv, numpy as np; "
+        f"rows = list(csv.DictReader(open({json.dumps(shown_path(predictions))}))); "
+        f"emb = np.load({json.dumps(shown_path(embeddings))}, mmap_mode=\"r\"); "
+        "print(len(rows), emb.shape, emb.dtype); print(rows[:1])")
+
+
+def load_export_command(path: str) -> str:
+    """A command that opens an exported file with its runtime and lists its outputs."""
+    if path.endswith(".onnx"):
+        code = (f"import onnxruntime as rt; s = rt.InferenceSession({json.dumps(shown_path(path))}); "
+                "print([(o.name, o.shape) for o in s.get_outputs()])")
+    else:
+        code = ("from ai_edge_litert.interpreter import Interpreter; "
+                f"print(Interpreter(model_path={json.dumps(shown_path(path))}).get_signature_list())")
+    return python_command(code)

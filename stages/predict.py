@@ -39,9 +39,9 @@ from checkpoints import provenance
 from checkpoints import trained as trained_lib
 from data import pipeline
 from data.config import HOLDOUT_SPLIT, DataConfig
+from stages import summaries
 from tf2 import model as model_lib
 from tf2 import resnet
-from tf2 import summaries
 
 PREDICTIONS, EMBEDDINGS = "predictions.csv", "embeddings.npy"
 UNREADABLE, SUMMARY = "unreadable.txt", "summary.json"
@@ -64,6 +64,8 @@ class PredictConfig:
       normalize: L2-normalise the embeddings.
       overwrite: replace output files that exist (else refuse).
       progress_bar: live bar (None: when stdout is a terminal).
+      precision: the Keras policy the network computes in ('float32', 'mixed_bfloat16',
+        'mixed_float16'; run.py sets it before building), precision_reason: why (banner).
     """
     model_path: str
     output_dir: str
@@ -74,6 +76,8 @@ class PredictConfig:
     normalize: bool = False
     overwrite: bool = False
     progress_bar: Optional[bool] = None
+    precision: str = "float32"
+    precision_reason: str = ""
 
 
 def existing_outputs(output_dir: str) -> List[str]:
@@ -173,20 +177,24 @@ def _local_rows(strategy, per_replica) -> Dict[str, np.ndarray]:
             for name, value in per_replica.items()}
 
 
-def build(cfg: PredictConfig, description: trained_lib.Description) -> trained_lib.Trained:
+def build(description: trained_lib.Description, embedding_layer: str) -> trained_lib.Trained:
     """The restored network (call inside strategy.scope()), its embedding layer checked.
 
     Raises:
-      ValueError: the layer is not one the network has, naming those it has.
+      LayerError: the layer is not one the network has, naming those it has.
     """
     trained = trained_lib.load(description)
-    if cfg.embedding_layer not in model_lib.embedding_layers(trained.model):
-        raise ValueError(f"--embedding_layer={cfg.embedding_layer}: this model has "
-                         f"{', '.join(model_lib.embedding_layers(trained.model))}")
+    if embedding_layer not in model_lib.embedding_layers(trained.model):
+        raise LayerError(f"--embedding_layer={embedding_layer}: this model has "
+                         f"{', '.join(model_lib.embedding_layers(trained.model))}.")
     return trained
 
 
-def _class_names(trained: trained_lib.Trained) -> List[str]:
+class LayerError(ValueError):
+    """The embedding layer asked for is not one the model has."""
+
+
+def class_names(trained: trained_lib.Trained) -> List[str]:
     """A name per output of the supervised head: the recorded ones, else the numbers."""
     head = trained.model.supervised_head
     count = head.dense.units if head is not None else 0
@@ -213,7 +221,7 @@ def run(cfg: PredictConfig, strategy, source, trained: trained_lib.Trained) -> d
     """
     split = cfg.data.eval_split
     expected = pipeline.num_eval_examples(source, cfg.data, split)
-    model_names = _class_names(trained)
+    model_names = class_names(trained)
     step_fn = make_step_fn(trained.model, cfg.embedding_layer, cfg.top_k, cfg.normalize)
     dist_step = tf.function(lambda batch: strategy.run(step_fn, args=(batch,)))
     dataset = strategy.distribute_datasets_from_function(
@@ -282,7 +290,7 @@ def _write_lines(path: str, lines: List[str]) -> str:
 
 
 def _summary(cfg, trained, source, totals, unreadable, dim, files) -> dict:
-    model_names = _class_names(trained)
+    model_names = class_names(trained)
     why_not = _labels_comparable(source, model_names)
     counted = why_not is None and totals["labelled"] > 0
     d = trained.description
@@ -291,8 +299,57 @@ def _summary(cfg, trained, source, totals, unreadable, dim, files) -> dict:
         "read": trained.read, "dataset": cfg.data.dataset, "split": cfg.data.eval_split,
         "image_size": cfg.data.image_size, "images": totals["predicted"] + len(unreadable),
         "predicted": totals["predicted"], "unreadable": len(unreadable),
-        "classes": len(model_names), "labelled": totals["labelled"],
+        "classes": len(model_names), "top_k": min(cfg.top_k, len(model_names)),
+        "labelled": totals["labelled"],
         "top1": totals["hit1"] / totals["labelled"] if counted else None,
         "top5": totals["hit5"] / totals["labelled"] if counted else None,
         "accuracy_note": why_not, "embedding_layer": cfg.embedding_layer,
         "embedding_dim": dim, "normalized": cfg.normalize, "files": files}
+
+
+def _line(name: str, value: str) -> str:
+    return f"{name + ':':<13}{value}"  # padded like run.py's report
+
+
+def banner_lines(cfg: PredictConfig, description: trained_lib.Description,
+                 source) -> List[str]:
+    """What runs, before the data are read and the network traced."""
+    d = description
+    stage = f"{d.kind}, stage {d.train_mode}" if d.train_mode else d.kind
+    count = pipeline.num_eval_examples(source, cfg.data, cfg.data.eval_split)
+    skipped = (len(source.unreadable(cfg.data.eval_split))
+               if hasattr(source, "unreadable") and cfg.data.eval_split != HOLDOUT_SPLIT else 0)
+    norm = ", L2-normalised" if cfg.normalize else ""
+    return [_line("predict", f"{cfg.model_path} ({stage})"),
+            _line("data", f"{cfg.data.dataset}, split {cfg.data.eval_split}: {count:,} images"
+                  + (f" ({skipped} unreadable, skipped)" if skipped else "")
+                  + f", prepared at {cfg.data.image_size} px"),
+            _line("embeddings", f"{cfg.embedding_layer}{norm}"),
+            _line("precision", f"{cfg.precision} ({cfg.precision_reason})"
+                  if cfg.precision_reason else cfg.precision),
+            _line("output_dir", cfg.output_dir)]
+
+
+def report_lines(summary: dict) -> List[str]:
+    """The summary printed at the end (counts, accuracy, files); the caller adds how to load."""
+    s, files = summary, summary["files"]
+    lines = [_line("images", f"{s['images']:,}: {s['predicted']:,} predicted, "
+                             f"{s['unreadable']:,} unreadable (skipped, listed in "
+                             f"{files['unreadable']})")]
+    if s["classes"]:
+        lines.append(_line("predictions", f"{files['predictions']} (top-{s['top_k']} "
+                                          f"of {s['classes']} classes per image)"))
+    else:
+        lines.append(_line("predictions", f"{files['predictions']}: paths only, no classes: "
+                                          "the model has no supervised head (pretraining "
+                                          "without the linear head), so it gives embeddings "
+                                          "only"))
+    if s["top1"] is not None:
+        lines.append(_line("accuracy", f"top-1 {s['top1']:.4f}  top-5 {s['top5']:.4f} on "
+                                       f"{s['labelled']:,} labelled images"))
+    elif s["classes"] and s["accuracy_note"]:
+        lines.append(_line("accuracy", f"not counted: {s['accuracy_note']}"))
+    norm = ", L2-normalised" if s["normalized"] else ""
+    lines.append(_line("embeddings", f"{files['embeddings']} (float32, {s['predicted']:,} x "
+                                     f"{s['embedding_dim']}, {s['embedding_layer']}{norm})"))
+    return lines
