@@ -133,7 +133,8 @@ class EmbeddingWriter:
             out = np.lib.format.open_memmap(self.path + ".shrink", mode="w+",
                                             dtype=np.float32, shape=(self.count, dim))
             for start in range(0, self.count, chunk_rows):
-                out[start:start + chunk_rows] = full[start:start + chunk_rows]
+                end = min(start + chunk_rows, self.count)
+                out[start:end] = full[start:end]
             out.flush()
             del out, full
             os.replace(self.path + ".shrink", self.path + _PART)
