@@ -1,5 +1,6 @@
-"""The encoded-image signature: what it prepares equals evaluation's input, what it answers
-equals the pixel signature on those images, and TF Serving's loader path gives the same.
+"""The encoded-image signature: what it prepares equals evaluation's input, and what it
+answers equals the pixel signature on those images (TF Serving's loader path, `saved_model_cli
+run`, against --mode=predict: tests/program/test_predict.py).
 
 One tiny network (ImageNet stem, 40 px, so the centre crop is taken) is exported once per module.
 Oracles: images decoded by PIL and cropped by NumPy index arithmetic, resized by TensorFlow's
@@ -7,8 +8,6 @@ bicubic op; softmax and argmax in NumPy; the pixel signature of the same SavedMo
 """
 import io
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -105,25 +104,6 @@ def test_bytes_signature_answers_as_the_pixel_signature(files, exported):
     np.testing.assert_array_equal(out["classes"], logits.argmax(-1))
     assert [n.decode() for n in out["class_names"]] == [NAMES[k] for k in logits.argmax(-1)]
     assert len(set(out["classes"])) > 1  # the images are told apart: the test can fail
-
-
-def test_saved_model_cli_runs_it_as_tf_serving_would(files, exported, tmp_path):
-    """The SignatureDef through TF1's session loader (TF Serving's path, not tf.saved_model.load)."""
-    _, contents = files
-    path, loaded = exported
-    np.save(tmp_path / "bytes.npy", np.array(contents, dtype=object), allow_pickle=True)
-    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
-    result = subprocess.run(
-        [cli, "run", "--dir", path, "--tag_set", "serve", "--signature_def",
-         serving.SERVE_BYTES, "--inputs", f"{serving.BYTES_INPUT}={tmp_path}/bytes.npy",
-         "--outdir", str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    expected = loaded.signatures[serving.SERVE_BYTES](image_bytes=tf.constant(contents))
-    for name, value in expected.items():
-        np.testing.assert_allclose(np.load(tmp_path / "out" / f"{name}.npy", allow_pickle=True),
-                                   value.numpy(), atol=ATOL, err_msg=name) \
-            if value.dtype != tf.string else np.testing.assert_array_equal(
-                np.load(tmp_path / "out" / f"{name}.npy", allow_pickle=True), value.numpy())
 
 
 def test_without_head_or_names_or_size(files, tmp_path):
