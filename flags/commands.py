@@ -4,6 +4,7 @@ Each runs as printed from the directory the program was started in: it calls the
 that is running (e.g. `.venv/bin/python`, the README's set-up never activates the venv and
 stock Debian has no `python`), and paths inside that directory are shown relative to it.
 """
+import importlib.util
 import json
 import os
 import shlex
@@ -121,7 +122,9 @@ def load_export_command(path: str) -> str:
     if path.endswith(".onnx"):
         code = (f"import onnxruntime as rt; s = rt.InferenceSession({json.dumps(shown_path(path))}); "
                 "print([(o.name, o.shape) for o in s.get_outputs()])")
-    else:
-        code = ("from ai_edge_litert.interpreter import Interpreter; "
+    else:  # LiteRT's interpreter, or TensorFlow's own where ai-edge-litert is not installed
+        module = ("ai_edge_litert.interpreter" if importlib.util.find_spec("ai_edge_litert")
+                  else "tensorflow.lite")
+        code = (f"from {module} import Interpreter; "
                 f"print(Interpreter(model_path={json.dumps(shown_path(path))}).get_signature_list())")
     return python_command(code)
