@@ -8,7 +8,7 @@ read and the model runs on every replica of a strategy):
   * one of our SavedModels: its `architecture` record (checkpoints/export.py); exports made
     before that record fall back to the config.json of the model_dir they sit in
     (`<model_dir>/saved_model/<step>`);
-  * one of Google's official SimCLRv2 SavedModels (checkpoints/convert.py), at 224 px, its
+  * one of Google's official SimCLRv2 SavedModels (checkpoints/official.py), at 224 px, its
     logits from final_avg_pool as those exports compute them; 1000 classes are named by
     ImageNet's WordNet ids, as TFDS' imagenet2012 names them.
 
@@ -23,9 +23,9 @@ from typing import Optional, Tuple
 
 import tensorflow as tf
 
-from checkpoints import convert
 from checkpoints import export as export_lib
 from checkpoints import manager as ckpt_lib
+from checkpoints import official, official_weights
 from tf2 import config as config_lib
 from tf2 import model as model_lib
 
@@ -88,7 +88,7 @@ def describe(path: str) -> Description:
     if not os.path.isdir(path):
         raise NoModelError(f"{path} does not exist or is not a directory: give a model_dir "
                            "(e.g. runs/finetune) or a SavedModel directory")
-    if convert.is_official_saved_model(path):
+    if official.is_official_saved_model(path):
         return Description(path, OFFICIAL, None, None, OFFICIAL_IMAGE_SIZE, (), OFFICIAL)
     if export_lib.is_saved_model_dir(path):
         return _describe_saved_model(path)
@@ -157,8 +157,8 @@ def load(description: Description) -> Trained:
     """
     d = description
     if d.kind == OFFICIAL:
-        model, report = convert.import_official(d.path, ft_proj_selector=0)
-        model_cfg, head_cfg = convert.configs_for(report.architecture, 0)
+        model, report = official_weights.import_official(d.path, ft_proj_selector=0)
+        model_cfg, head_cfg = official.configs_for(report.architecture, 0)
         names = imagenet_class_names() if head_cfg.num_classes == IMAGENET_CLASSES else ()
         return Trained(model, dataclasses.replace(d, model=model_cfg, head=head_cfg,
                                                   class_names=names), d.path)
