@@ -65,6 +65,7 @@ class _Run:
       chief: whether this worker writes (model_dir, record, SavedModels, the report).
       flag_values: {flag name: value used}, for flags.json and starts.jsonl.
       next_command: the command printed at the end; None after the last stage.
+      use_command: after the last stage, the command that predicts with its model.
     """
     cfg: object
     strategy: object
@@ -72,6 +73,7 @@ class _Run:
     chief: bool
     flag_values: dict
     next_command: Optional[str]
+    use_command: Optional[str] = None
 
 
 def _configure() -> _Run:
@@ -102,9 +104,10 @@ def _configure() -> _Run:
     validate.check_batch_divides(cfg.eval_batch_size, strategy.num_replicas_in_sync,
                                  "eval_batch_size")
     names = [f.name for f in FLAGS.get_key_flags_for_module(definitions)]
+    next_command = commands.next_command(FLAGS, cfg.model_dir, source.num_classes > 0)
     return _Run(cfg, strategy, source, distribute.is_chief(strategy),
-                configs.used_values(FLAGS, names),
-                commands.next_command(FLAGS, cfg.model_dir, source.num_classes > 0))
+                configs.used_values(FLAGS, names), next_command,
+                commands.use_command(FLAGS, cfg.model_dir) if next_command is None else None)
 
 
 def _setup(cfg):
@@ -165,15 +168,20 @@ def _report(run: _Run, result=None):
     if result:
         print(f"eval:        top-1 {result['top1']:.4f}  top-5 {result['top5']:.4f} "
               f"on {result['num_examples']} examples (step {result['global_step']})")
-    _print_next(run.next_command, cfg.data.dataset)
+    _print_next(run, cfg.data.dataset)
 
 
-def _print_next(command, dataset):
-    """The next stage's command, or what is done when a distilled model was evaluated."""
+def _print_next(run: _Run, dataset):
+    """The next stage's command, or what is done and how to use the model when a distilled
+    model was evaluated."""
+    command = run.next_command
     if command is None:
         print("done:        the three stages are complete: the SavedModel above is the "
               "distilled model (a TF Hub module; README, 'Checkpoints, resuming, SavedModels'); "
-              "--eval_split=<split> evaluates it on another split.", flush=True)
+              "--eval_split=<split> evaluates it on another split. To use it, the command "
+              "below writes its predictions and embeddings of the split just evaluated into runs/predict "
+              "(--dataset=folder:PATH for yours; README, 'Step 4').")
+        print(f"use:         {run.use_command}", flush=True)
         return
     if f"--dataset={commands.LABELLED}" in command:
         print(f"note:        fine-tuning needs a labelled data set, and {dataset} has no "

@@ -1,4 +1,5 @@
-"""The command lines the program prints: the next stage, the same run again, TensorBoard.
+"""The command lines the program prints: the next stage, the same run again, TensorBoard, and
+how to use a model (predict with it, load predict's files, open an export).
 
 Each runs as printed from the directory the program was started in: it calls the interpreter
 that is running (e.g. `.venv/bin/python`, the README's set-up never activates the venv and
@@ -24,6 +25,10 @@ CARRIED_FLAGS = (
     "eval_batch_size", "eval_steps", "seed", "deterministic", "precision", "jit_compile",
     "jit_compile_on_cpu", "distribution", "tpu", "tpu_name", "tpu_zone", "gcp_project",
     "use_tpu", "steps_per_loop", "progress_bar")
+# Flags a prediction with the finished model repeats: the data this run evaluated, and how to
+# compute (--mode=predict reads the network from the model, README 'Step 4').
+PREDICT_FLAGS = ("dataset", "data_dir", "manual_dir", "download", "eval_split",
+                 "holdout_fraction", "eval_batch_size", "precision", "progress_bar")
 # Placeholder of the data set in a fine-tuning command after pretraining without labels.
 LABELLED = "LABELLED"
 _RUN_PY = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "run.py")
@@ -62,10 +67,10 @@ def tensorboard_command(logdir: str) -> str:
     return f"{start} --logdir {shlex.quote(logdir)}"
 
 
-def _carried(flag_values, dataset: Optional[str]):
-    """The CARRIED_FLAGS the user set, serialized; `dataset` replaces --dataset when given."""
+def _carried(flag_values, dataset: Optional[str], names: Sequence[str] = CARRIED_FLAGS):
+    """The flags of `names` the user set, serialized; `dataset` replaces --dataset when given."""
     args = []
-    for name in CARRIED_FLAGS:
+    for name in names:
         if name == "dataset" and dataset is not None:
             args.append(f"--dataset={dataset}")
         elif flag_values[name].present and flag_values[name].value is not None:
@@ -99,6 +104,14 @@ def next_command(flag_values, model_dir: str, labelled: bool = True) -> Optional
     dataset = next_dataset(train_mode, flag_values.dataset, labelled)
     carried = _carried(flag_values, dataset)
     return " ".join([program(), stage] + [shlex.quote(a) for a in carried])
+
+
+def use_command(flag_values, model_dir: str) -> str:
+    """--mode=predict with the model in model_dir on the data this run evaluated, repeating the
+    PREDICT_FLAGS the user set (it writes into runs/predict, see README 'Step 4')."""
+    args = ["--mode=predict", f"--model_dir={model_dir}"]
+    args += _carried(flag_values, None, PREDICT_FLAGS)
+    return " ".join([program()] + [shlex.quote(a) for a in args])
 
 
 def python_command(code: str) -> str:

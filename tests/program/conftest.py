@@ -386,12 +386,13 @@ def job_predict_folder(pool):
 
 
 def job_predict_tfds(pool):
-    """The distilled Fashion-MNIST model on the 64 test images its --mode=eval job scored."""
-    pool.result("evaluate").check()
-    distill = pool.result("distill").check()
-    return pool.run(predict_args(pool, distill.model_dir, "fashion_mnist", "predict_tfds",
-                                 f"--data_dir={pool.data_dir}", "--eval_split=test[:64]",
-                                 "--eval_batch_size=32"), "predict_tfds")
+    """The 'use:' command that the evaluation of the distilled Fashion-MNIST model printed,
+    pasted into a shell in REPO, on the 64 test images that evaluation scored and into base (not
+    the default runs/predict)."""
+    (line,) = pool.result("evaluate").check().lines_starting("use")
+    return pool.run_shell(f"{line} --eval_split='test[:64]' "
+                          f"--output_dir={shlex.quote(str(pool.base / 'predict_tfds'))}",
+                          "predict_tfds")
 
 
 def predict_list(pool) -> Path:

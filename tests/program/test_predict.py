@@ -12,6 +12,7 @@ import csv
 import importlib.util
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -97,9 +98,18 @@ def test_folder_rows_equal_the_saved_model(runs):
 @runs("predict_tfds", "evaluate")
 def test_tfds_top1_equals_mode_eval_on_the_same_images(runs):
     """The Fashion-MNIST distilled model's --mode=eval job scored the first 64 test images
-    (2 batches of 32, step 4); prediction over test[:64] counts the same top-1 and top-5."""
+    (2 batches of 32, step 4); prediction over test[:64] with the command that evaluation
+    printed counts the same top-1 and top-5."""
     result = runs.result("predict_tfds").check()
-    evaluated = json.loads((Path(runs.result("distill").model_dir) / "result.json").read_text())
+    distill = runs.result("distill").check()
+    # The printed command: this interpreter and run.py as a shell in REPO finds them, the
+    # distilled model, and the data and batch of the evaluation (32 images a batch).
+    (printed,) = runs.result("evaluate").lines_starting("use")
+    words = shlex.split(printed)
+    assert words[:4] == [runs.interpreter, "run.py", "--mode=predict",
+                         f"--model_dir={distill.model_dir}"], printed
+    assert f"--data_dir={runs.data_dir}" in words and "--eval_batch_size=32" in words
+    evaluated = json.loads((Path(distill.model_dir) / "result.json").read_text())
     assert evaluated["num_examples"] == 64
     summary = json.loads((Path(_output_dir(result)) / "summary.json").read_text())
     assert (summary["top1"], summary["top5"]) == (evaluated["top1"], evaluated["top5"])
