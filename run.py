@@ -1,14 +1,17 @@
-"""SimCLRv2 in TensorFlow 2: pretrain, fine-tune, distill, evaluate.
+"""SimCLRv2 in TensorFlow 2: pretrain, fine-tune, distill, evaluate; then use the model.
 
     .venv/bin/python run.py --mode=train --train_mode=pretrain       # embedded Fashion-MNIST, CPU
     .venv/bin/python run.py --train_mode=finetune --checkpoint=runs/pretrain
     .venv/bin/python run.py --train_mode=distill --teacher=runs/finetune
+    .venv/bin/python run.py --mode=predict --model_dir=runs/distill --dataset=folder:my_images
+    .venv/bin/python run.py --mode=export --export_format=onnx,litert --model_dir=runs/distill
     .venv/bin/python run.py --flagfile=flags/presets/imagenet_r50_pretrain.cfg --data_dir=...
 
 Flags are parsed and validated first (a bad value exits with status 2 and one line naming
 it); only then is TensorFlow asked to build anything. A run that fails later (NaN loss, a
 checkpoint that does not fit) exits with status 1 and one line saying why. After `_configure`
-nothing here reads a flag: the RunConfig says everything.
+nothing here reads a flag: the RunConfig says everything (--mode=predict and --mode=export:
+`_configure_use` and the PredictConfig or ExportConfig it builds).
 """
 import dataclasses
 import os
@@ -62,6 +65,7 @@ class _Run:
       chief: whether this worker writes (model_dir, record, SavedModels, the report).
       flag_values: {flag name: value used}, for flags.json and starts.jsonl.
       next_command: the command printed at the end; None after the last stage.
+      use_command: after the last stage, the command that predicts with its model.
     """
     cfg: object
     strategy: object
@@ -69,6 +73,7 @@ class _Run:
     chief: bool
     flag_values: dict
     next_command: Optional[str]
+    use_command: Optional[str] = None
 
 
 def _configure() -> _Run:
@@ -99,9 +104,10 @@ def _configure() -> _Run:
     validate.check_batch_divides(cfg.eval_batch_size, strategy.num_replicas_in_sync,
                                  "eval_batch_size")
     names = [f.name for f in FLAGS.get_key_flags_for_module(definitions)]
+    next_command = commands.next_command(FLAGS, cfg.model_dir, source.num_classes > 0)
     return _Run(cfg, strategy, source, distribute.is_chief(strategy),
-                configs.used_values(FLAGS, names),
-                commands.next_command(FLAGS, cfg.model_dir, source.num_classes > 0))
+                configs.used_values(FLAGS, names), next_command,
+                commands.use_command(FLAGS, cfg.model_dir) if next_command is None else None)
 
 
 def _setup(cfg):
@@ -162,15 +168,20 @@ def _report(run: _Run, result=None):
     if result:
         print(f"eval:        top-1 {result['top1']:.4f}  top-5 {result['top5']:.4f} "
               f"on {result['num_examples']} examples (step {result['global_step']})")
-    _print_next(run.next_command, cfg.data.dataset)
+    _print_next(run, cfg.data.dataset)
 
 
-def _print_next(command, dataset):
-    """The next stage's command, or what is done when a distilled model was evaluated."""
+def _print_next(run: _Run, dataset):
+    """The next stage's command, or what is done and how to use the model when a distilled
+    model was evaluated."""
+    command = run.next_command
     if command is None:
         print("done:        the three stages are complete: the SavedModel above is the "
               "distilled model (a TF Hub module; README, 'Checkpoints, resuming, SavedModels'); "
-              "--eval_split=<split> evaluates it on another split.", flush=True)
+              "--eval_split=<split> evaluates it on another split. To use it, the command "
+              "below writes its predictions and embeddings of the split just evaluated into runs/predict "
+              "(--dataset=folder:PATH for yours; README, 'Step 4').")
+        print(f"use:         {run.use_command}", flush=True)
         return
     if f"--dataset={commands.LABELLED}" in command:
         print(f"note:        fine-tuning needs a labelled data set, and {dataset} has no "
@@ -197,11 +208,102 @@ def _with_command(message: str) -> str:
     return f"{message} The command: {commands.this_command(sys.argv)}"
 
 
+@dataclasses.dataclass(frozen=True)
+class _Use:
+    """What configuring --mode=predict or --mode=export hands to the rest of main.
+
+    Attributes:
+      cfg: the final stages.predict.PredictConfig or stages.export_formats.ExportConfig.
+      description: the model --model_dir names (checkpoints.trained.Description).
+      strategy, source: the tf.distribute strategy and the loaded data.Source (predict only).
+    """
+    cfg: object
+    description: object
+    strategy: object = None
+    source: object = None
+
+
+def _configure_use() -> _Use:
+    """--mode=predict / export: validates the flags, reads the model's description, (predict)
+    picks the strategy and loads the data, and builds the final config."""
+    from flags import predict as predict_flags
+    validate.validate(FLAGS)
+    predict_flags.check(FLAGS)
+    _quiet_libraries()
+    if FLAGS.mode == "export":
+        return _Use(predict_flags.export_config(FLAGS), predict_flags.describe(FLAGS))
+    from data import datasets
+    from tf2 import distribute, precision
+    strategy = distribute.make_strategy(FLAGS.distribution, FLAGS.tpu or FLAGS.tpu_name,
+                                        FLAGS.tpu_zone, FLAGS.gcp_project)
+    description = predict_flags.describe(FLAGS)
+    source = checks.named(FLAGS, "dataset", datasets.load)(configs.data_config(FLAGS))
+    cfg = predict_flags.predict_config(FLAGS, description, source,
+                                       precision.detect(FLAGS.precision, strategy))
+    validate.check_batch_divides(cfg.batch_size, strategy.num_replicas_in_sync,
+                                 "eval_batch_size")
+    return _Use(cfg, description, strategy, source)
+
+
+def _predict(use: _Use):
+    """The model on new images (stages/predict.py): banner, files, summary, how to load."""
+    import keras
+    from stages import predict
+    cfg = use.cfg
+    print("\n".join(predict.banner_lines(cfg, use.description, use.source)) + "\n", flush=True)
+    keras.mixed_precision.set_global_policy(cfg.precision)
+    try:
+        with use.strategy.scope():
+            trained = predict.build(use.description, cfg.embedding_layer)
+    except predict.LayerError as e:
+        _fail(str(e))
+    try:
+        summary = predict.run(cfg, use.strategy, use.source, trained)
+    except (FileNotFoundError, ValueError, OSError) as e:
+        logging.info("Traceback (shown with --verbosity=0):", exc_info=True)
+        _fail(str(e), status=1)
+    print("\n" + "\n".join(predict.report_lines(summary)))
+    files = summary["files"]
+    print("load:        " + commands.load_predictions_command(files["predictions"],
+                                                            files["embeddings"]), flush=True)
+
+
+def _export(use: _Use):
+    """The model as files for other runtimes (stages/export_formats.py), and how to open them."""
+    import keras
+    from checkpoints import formats
+    from stages import export_formats, predict
+    cfg, size = use.cfg, use.description.image_size
+    keras.mixed_precision.set_global_policy("float32")  # the files are float32
+    try:
+        written = export_formats.run(cfg, use.description)
+    except (predict.LayerError, formats.MissingPackageError) as e:
+        _fail(str(e))
+    for fmt, path in written.items():
+        print(f"{fmt + ':':<13}{path} (input images float32 (N, {size}, {size}, 3) in [0, 1], "
+              "prepared as README 'Step 4' shows)")
+        print(f"{'open:':<13}{commands.load_export_command(path)}")
+    print(f"{'classes:':<13}{os.path.join(cfg.output_dir, formats.CLASS_NAMES_FILE)}")
+    print(f"{'note:':<13}{formats.NOT_EXPORTED}.", flush=True)
+
+
+def _use_model():
+    """--mode=predict and --mode=export: the model in --model_dir on new images, or as files."""
+    try:
+        use = _configure_use()
+    except (validate.FlagError, FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+    from stages import predict
+    (_predict if isinstance(use.cfg, predict.PredictConfig) else _export)(use)
+
+
 def main(argv):
     if len(argv) > 1:
         _fail(f"unexpected arguments {argv[1:]}; every setting is a --flag (see --help).")
     if FLAGS.use_tpu:
         FLAGS.distribution = "tpu"
+    if FLAGS.mode in ("predict", "export"):
+        return _use_model()
     try:
         run = _configure()
     except (validate.FlagError, FileNotFoundError, ValueError) as e:

@@ -23,18 +23,26 @@ can fine-tune it:
     `variables`, so `restore_from_saved_model` can match them by name.
   * `serve` / `train` functions and signatures (`serving_default` = `serve`) for
     `keras.layers.TFSMLayer(path, call_endpoint="serve", call_training_endpoint="train")`.
+  * `architecture`: a string tf.Variable, JSON {"model": ModelConfig fields, "head":
+    HeadConfig fields, "image_size": side trained at} ("{}" when not given), so that the
+    network can be rebuilt from the export alone (`saved_architecture`).
+  * `serve_bytes`, when the image size is known: the signature that takes encoded images
+    (checkpoints/serving.py).
 
 `export_saved_model` writes `<export_dir>/<step>` atomically: it saves into a hidden temporary
 directory and renames it, so a crash never leaves a half-written directory under a step name.
 """
+import dataclasses
+import json
 import os
 import uuid
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import keras
 import tensorflow as tf
 
 from checkpoints import manager as ckpt_lib
+from checkpoints import serving
 from checkpoints.model_dir import EXPORT_TMP_PREFIX
 from tf2 import model as model_lib
 from tf2 import optimizers
@@ -54,6 +62,8 @@ class HubModule(tf.Module):
       class_names: label k of `logits_sup` is class_names[k].
       train_mode: the stage that trained `model`.
       weight_decay: L2 coefficient of `regularization_losses` (0: none).
+      architecture: {"model", "head", "image_size"} of `model` (see `record_of`); with an
+        image size, the module also serves encoded images (`serve_bytes`).
     """
 
     # tf.Module computes these as read-only properties; plain class attributes shadow them so
@@ -63,12 +73,12 @@ class HubModule(tf.Module):
     regularization_losses = None
 
     def __init__(self, model: keras.Model, class_names=(), train_mode: str = "",
-                 weight_decay: float = 0.0):
+                 weight_decay: float = 0.0, architecture: Optional[dict] = None):
         super().__init__(name="simclr_hub_module")
         if not model.variables:
             raise ValueError("export needs a built model: call it on images first")
-        self.variables = list(model.variables)
-        self.trainable_variables = list(model.trainable_variables)
+        self.variables = _tf_variables(model.variables)
+        self.trainable_variables = _tf_variables(model.trainable_variables)
         self.regularization_losses = _regularization_losses(model, weight_decay)
         self.class_names = tf.Variable(tf.constant(list(class_names), tf.string,
                                                    shape=[len(class_names)]),
@@ -82,6 +92,14 @@ class HubModule(tf.Module):
                                  input_signature=[_IMAGES_SPEC])
         self.train = tf.function(_forward_fn(model, training=True),
                                  input_signature=[_IMAGES_SPEC])
+        architecture = architecture or {}
+        self.architecture = tf.Variable(json.dumps(architecture, sort_keys=True),
+                                        dtype=tf.string, trainable=False, name="architecture")
+        self.serve_bytes = None
+        if architecture.get("image_size"):
+            self.serve_bytes = serving.bytes_function(
+                model, int(architecture["image_size"]),
+                serving.names_tensor(self.class_names, model))
 
     @tf.function
     def __call__(self, images, trainable=False, training=None):
@@ -102,7 +120,21 @@ class HubModule(tf.Module):
         save then traces them itself, which is what lets a model with mirrored variables (any
         multi-replica run) be exported; concrete functions traced before the save fail there.
         """
-        return {"serving_default": self.serve, SERVE: self.serve, TRAIN: self.train}
+        functions = {"serving_default": self.serve, SERVE: self.serve, TRAIN: self.train}
+        if self.serve_bytes is not None:
+            functions[serving.SERVE_BYTES] = self.serve_bytes
+        return functions
+
+
+def _tf_variables(variables) -> list:
+    """The tf.Variables inside Keras 3 variables (other entries as they are).
+
+    The functions capture these; tracking them (not their Keras wrappers, which the save turns
+    into copies of their own) makes the SavedModel's restore op fill the very variables the
+    graph reads, which TF1-style loaders (TF Serving, `saved_model_cli run`) rely on: with the
+    wrappers those loaders fail with "Could not find variable simclr/moving_mean_N".
+    """
+    return [v.value if isinstance(v, keras.Variable) else v for v in variables]
 
 
 def _regularization_losses(model, weight_decay: float) -> list:
@@ -136,7 +168,7 @@ def export_saved_model(model: keras.Model, export_dir: str, step: int, keep_max:
       step: the global step; names the directory. An existing export of the same step is
         replaced.
       keep_max: keep at most this many step directories (the highest steps); <= 0 keeps all.
-      **record: `class_names`, `train_mode`, `weight_decay` of `HubModule`.
+      **record: `class_names`, `train_mode`, `weight_decay`, `architecture` of `HubModule`.
 
     Returns:
       The path of the written SavedModel.
@@ -162,7 +194,15 @@ def export_saved_model(model: keras.Model, export_dir: str, step: int, keep_max:
 def record_of(cfg) -> Dict[str, object]:
     """The `**record` of export_saved_model for a run of RunConfig `cfg`."""
     return {"class_names": tuple(cfg.class_names), "train_mode": cfg.train_mode,
-            "weight_decay": float(cfg.optimizer.weight_decay)}
+            "weight_decay": float(cfg.optimizer.weight_decay),
+            "architecture": architecture_of(cfg.model, cfg.head,
+                                            getattr(cfg.data, "image_size", 0))}
+
+
+def architecture_of(model_cfg, head_cfg, image_size: int) -> dict:
+    """The `architecture` record of a network of these configs trained at `image_size` px."""
+    return {"model": dataclasses.asdict(model_cfg), "head": dataclasses.asdict(head_cfg),
+            "image_size": int(image_size)}
 
 
 def _move_into_place(tmp_dir: str, final_dir: str):
@@ -241,12 +281,9 @@ def _saved_variable_keys(path: str):
     return reader, {name: value_key(c.node_id) for name, c in zip(names, entries)}
 
 
-def saved_record(path: str) -> Dict[str, object]:
-    """{'class_names': tuple or None, 'train_mode': str or None} of one of our exports.
-
-    None where the export predates these attributes or was not written by export_saved_model.
-    Reads the variables checkpoint only (no function is loaded).
-    """
+def _root_values(path: str, names) -> Dict[str, object]:
+    """{name: value} of the module's tf.Variable attributes `names` (None when absent), read
+    from the variables checkpoint only (no function is loaded)."""
     reader = tf.train.load_checkpoint(os.path.join(path, "variables", "variables"))
     graph = ckpt_lib.object_graph(reader)
     root_children = {c.local_name: c.node_id for c in graph.nodes[0].children}
@@ -258,9 +295,26 @@ def saved_record(path: str) -> Dict[str, object]:
         key = next((a.checkpoint_key for a in attributes if a.name == "VARIABLE_VALUE"), None)
         return None if key is None else reader.get_tensor(key)
 
-    names, stage = value("class_names"), value("train_mode")
+    return {name: value(name) for name in names}
+
+
+def saved_record(path: str) -> Dict[str, object]:
+    """{'class_names': tuple or None, 'train_mode': str or None} of one of our exports.
+
+    None where the export predates these attributes or was not written by export_saved_model.
+    Reads the variables checkpoint only (no function is loaded).
+    """
+    values = _root_values(path, ("class_names", "train_mode"))
+    names, stage = values["class_names"], values["train_mode"]
     return {"class_names": None if names is None else tuple(n.decode() for n in names),
             "train_mode": None if stage is None else stage.decode()}
+
+
+def saved_architecture(path: str) -> Optional[dict]:
+    """The `architecture` record of one of our exports; None when it has none (older exports,
+    or not written by export_saved_model). Reads the variables checkpoint only."""
+    raw = _root_values(path, ("architecture",))["architecture"]
+    return None if raw is None else (json.loads(raw.decode()) or None)
 
 
 def restore_from_saved_model(model: keras.Model, path: str, expect_partial: bool = False) -> int:

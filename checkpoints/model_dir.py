@@ -66,6 +66,27 @@ def _holder(path: str) -> str:
     return "another process"
 
 
+def training_writer(directory: str) -> Optional[str]:
+    """Who holds the training lock of `directory` ('process 123 on host h (since ...)'), or
+    None when no live training run writes into it. Takes nothing: a reader's probe."""
+    path = _lock_path(directory, TRAIN)
+    if not os.path.exists(path):
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as e:
+        if e.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+            return _holder(path)
+        raise
+    finally:
+        os.close(fd)  # closing drops the shared lock, if it was taken
+    return None
+
+
 def check_writable(directory: str) -> None:
     """Creates `directory` if needed and writes a probe file into it.
 

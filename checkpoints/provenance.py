@@ -1,11 +1,13 @@
 """What a run's checkpoint or SavedModel says about it: its stage and class names.
 
 config.json and our SavedModels record the class names (label k = class_names[k]); the checks
-that compare them with the data of a run that continues from it are in flags/checks.py.
+that compare them with the data of a run that continues from it are in flags/checks.py, the
+sentence that names their first difference (`difference`) is here, where --mode=predict reads
+it too.
 """
 import json
 import os
-from typing import Dict, Optional
+from typing import Dict, Optional, Sequence
 
 import tensorflow as tf
 
@@ -14,6 +16,29 @@ from checkpoints import export as export_lib
 from checkpoints import manager as ckpt_lib
 
 _HEAD_KERNEL = "simclr/head_supervised/dense/kernel"
+_LISTED = 5  # class names spelled out in a message
+
+
+def difference(theirs: Sequence[str], ours: Sequence[str], their_name: str,
+               our_name: str) -> Optional[str]:
+    """The first difference between two class-name lists, as one sentence; None if equal.
+
+    Example: "class 3 is 'dress' in the teacher, 'coat' in the data".
+    """
+    theirs, ours = tuple(theirs), tuple(ours)
+    if theirs == ours:
+        return None
+    if len(theirs) != len(ours):
+        only_theirs = [n for n in theirs if n not in ours][:_LISTED]
+        only_ours = [n for n in ours if n not in theirs][:_LISTED]
+        detail = "; ".join(part for part in (
+            f"only in the {their_name}: {', '.join(map(repr, only_theirs))}" if only_theirs
+            else "", f"only in the {our_name}: {', '.join(map(repr, only_ours))}" if only_ours
+            else "") if part)
+        return (f"the {their_name} has {len(theirs)} classes, the {our_name} {len(ours)}"
+                + (f" ({detail})" if detail else ""))
+    k = next(i for i, (a, b) in enumerate(zip(theirs, ours)) if a != b)
+    return f"class {k} is {theirs[k]!r} in the {their_name}, {ours[k]!r} in the {our_name}"
 
 
 def _config_json_record(directory: str) -> Optional[dict]:

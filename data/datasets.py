@@ -2,6 +2,7 @@
 
 - 'fashion_mnist': our offline builder (data.fashion_mnist) over the Debian gzip IDX files.
 - 'folder:/path', or any existing directory: the user's images (data.folders).
+- 'files:/path/list.txt': the images a text file lists, one a line (data.folders).
 - anything else: a TFDS name, e.g. 'cifar10', 'imagenet2012', 'imagenet2012_subset/1pct'.
 
 Nothing is fetched over the network unless `cfg.download` is True. Manual-download data sets
@@ -23,6 +24,7 @@ from data import source as source_lib
 from data.config import DataConfig
 
 FOLDER_PREFIX = 'folder:'
+FILES_PREFIX = 'files:'
 _ILSVRC_TARS = ('ILSVRC2012_img_train.tar', 'ILSVRC2012_img_val.tar')
 _SUBSET_LISTS = {'1pct': '1percent.txt', '10pct': '10percent.txt'}
 
@@ -48,7 +50,8 @@ def looks_like_path(dataset: str) -> bool:
     """True when `dataset` is meant as a directory rather than a TFDS name ('/x', './x', '~/x',
     'a/b/c'); TFDS names have at most one '/' before their version or keyword arguments."""
     name = dataset.split(':', 1)[0]
-    return (dataset.startswith(('/', '.', '~', FOLDER_PREFIX)) or os.path.exists(dataset)
+    return (dataset.startswith(('/', '.', '~', FOLDER_PREFIX, FILES_PREFIX))
+            or os.path.exists(dataset)
             or (name.count('/') >= 2 and '=' not in dataset))
 
 
@@ -145,6 +148,8 @@ def load(cfg: DataConfig) -> source_lib.Source:
     root = folder_path(cfg.dataset)
     if root is not None:
         return folders.FolderSource(root)
+    if cfg.dataset.startswith(FILES_PREFIX):
+        return folders.FileListSource(os.path.expanduser(cfg.dataset[len(FILES_PREFIX):]))
     if looks_like_path(cfg.dataset):
         problem = 'is not a directory' if os.path.exists(cfg.dataset) else 'does not exist'
         raise FileNotFoundError(f'{cfg.dataset} {problem} (a folder of images is given as '

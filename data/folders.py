@@ -9,6 +9,10 @@ Any other folder is the single split 'train'. Splits take TFDS slicing ('train[:
 'train[10%:]', 'train[:10]+train[20:30]'); examples are in class order (then file name), so
 a slice of the first examples holds the first classes only.
 
+A list of image files (`FileListSource`): a text file naming one image a line (relative paths
+start at the list's folder; blank lines and lines starting with '#' are skipped); unlabelled,
+the single split 'train', in the order listed.
+
 Every file is decoded once when the source is made (in parallel, through tf.data); files that
 fail are skipped with a warning naming each of them and a count, so that no epoch can stop on
 a corrupt image. Decoded images are RGB uint8 (grayscale is repeated, alpha is dropped).
@@ -92,40 +96,55 @@ def _decodes(paths: Sequence[str]) -> np.ndarray:
     return ok
 
 
-def _drop_unreadable(paths: List[str], labels: List[int]) -> Tuple[np.ndarray, np.ndarray]:
+def _drop_unreadable(paths: List[str], labels: List[int]
+                     ) -> Tuple[np.ndarray, np.ndarray, List[str]]:
+    """(readable paths, their labels, the unreadable paths), each unreadable one logged."""
     ok = _decodes(paths)
     bad = [p for p, good in zip(paths, ok) if not good]
     for p in bad:
         _log.warning('Skipping unreadable image %s', p)
     if bad:
         _log.warning('Skipped %d unreadable image(s) of %d.', len(bad), len(paths))
-    return np.asarray(paths, object)[ok], np.asarray(labels, np.int64)[ok]
+    return np.asarray(paths, object)[ok], np.asarray(labels, np.int64)[ok], bad
 
 
-class FolderSource(source_lib.Source):
-    """Images in a folder (see the module docstring for the layouts)."""
+class FilesSource(source_lib.Source):
+    """Image files by split, each with a label (-1: none); unreadable ones are left out.
 
-    def __init__(self, root: str):
-        """Scans and validates every image under `root`.
+    Args:
+      name: the data set's name, for messages.
+      files: {split: (paths, labels)}, labels indexing class_names.
+      class_names: the class names (empty: unlabelled).
+      where: {split: what to name in the message when the split has no readable image}.
+    """
 
-        Raises:
-          FileNotFoundError: `root` is not a directory.
-          ValueError: a split folder holds no readable JPEG or PNG image.
-        """
-        if not os.path.isdir(root):
-            raise FileNotFoundError(f'Image folder {root} does not exist.')
-        self.name = root
-        roots = _split_roots(root)
-        self.splits = tuple(roots)
-        self.class_names = tuple(sorted({c for p in roots.values() for c in _class_folders(p)}))
-        self._files = {}
-        for split, path in roots.items():
-            paths, labels = _drop_unreadable(*_scan_split(path, self.class_names))
+    def __init__(self, name: str, files: Dict[str, Tuple[List[str], List[int]]],
+                 class_names: Sequence[str], where: Dict[str, str]):
+        self.name = name
+        self.splits = tuple(files)
+        self.class_names = tuple(class_names)
+        self._files, self._unreadable = {}, {}
+        for split, (paths, labels) in files.items():
+            paths, labels, bad = _drop_unreadable(paths, labels)
             if not len(paths):
-                raise ValueError(f'No readable JPEG or PNG image in {path} (looked for '
-                                 f'{", ".join(IMAGE_EXTENSIONS)} files, in class sub-folders '
-                                 f'or directly in it).')
-            self._files[split] = (paths, labels)
+                raise ValueError(f'No readable JPEG or PNG image in {where[split]}'
+                                 + (f'; {len(bad)} unreadable, e.g. {bad[0]}' if bad else '')
+                                 + '.')
+            self._files[split], self._unreadable[split] = (paths, labels), bad
+
+    def unreadable(self, split: str) -> List[str]:
+        """The files of `split` (its base split) that did not decode, in scan order."""
+        self.check_split(split)
+        return list(self._unreadable[source_lib.base_split(split)])
+
+    def indices(self, split: str) -> np.ndarray:
+        """(examples of `split`,) int64: the 'index' of each example `split` reads."""
+        return np.flatnonzero(self._selected(split)).astype(np.int64)
+
+    def paths(self, split: str) -> np.ndarray:
+        """(examples of the base split,) str: the file of each 'index'."""
+        self.check_split(split)
+        return self._files[source_lib.base_split(split)][0].astype(str)
 
     def _selected(self, split: str) -> np.ndarray:
         """(examples of the base split,) bool: those `split` (maybe a TFDS slice) reads."""
@@ -175,3 +194,45 @@ class FolderSource(source_lib.Source):
         # Every file decoded when the source was made; a file changed since then is dropped
         # (and logged) rather than ending the epoch.
         return ds.ignore_errors(log_warning=True)
+
+
+class FolderSource(FilesSource):
+    """Images in a folder (see the module docstring for the layouts)."""
+
+    def __init__(self, root: str):
+        """Scans and validates every image under `root`.
+
+        Raises:
+          FileNotFoundError: `root` is not a directory.
+          ValueError: a split folder holds no readable JPEG or PNG image.
+        """
+        if not os.path.isdir(root):
+            raise FileNotFoundError(f'Image folder {root} does not exist.')
+        roots = _split_roots(root)
+        class_names = sorted({c for p in roots.values() for c in _class_folders(p)})
+        where = {split: f'{path} (looked for {", ".join(IMAGE_EXTENSIONS)} files, in class '
+                        f'sub-folders or directly in it)' for split, path in roots.items()}
+        super().__init__(root, {split: _scan_split(path, class_names)
+                                for split, path in roots.items()}, class_names, where)
+
+
+class FileListSource(FilesSource):
+    """The images a text file lists, one path a line (see the module docstring)."""
+
+    def __init__(self, list_path: str):
+        """Reads the list and validates every image on it.
+
+        Raises:
+          FileNotFoundError: the list does not exist.
+          ValueError: it names no readable image.
+        """
+        if not os.path.isfile(list_path):
+            raise FileNotFoundError(f'Image list {list_path} does not exist (a text file '
+                                    f'naming one image a line).')
+        base = os.path.dirname(os.path.abspath(list_path))
+        with open(list_path, encoding='utf-8') as f:
+            lines = [line.strip() for line in f]
+        paths = [os.path.join(base, os.path.expanduser(line)) for line in lines
+                 if line and not line.startswith('#')]
+        super().__init__(list_path, {'train': (paths, [-1] * len(paths))}, (),
+                         {'train': f'the list {list_path} ({len(paths)} lines name a file)'})

@@ -19,9 +19,6 @@ from typing import List, Optional, Sequence
 
 from flags import configs, validate
 
-_LISTED = 5  # class names spelled out in a message
-
-
 def named(f, flag_name: str, fn):
     """fn, whose ValueError / FileNotFoundError becomes a FlagError naming --flag_name."""
     def call(*args):
@@ -173,28 +170,6 @@ def _label_warnings(f, cfg, source) -> List[str]:
     return warnings + ([message] if message else [])
 
 
-def difference(theirs: Sequence[str], ours: Sequence[str], their_name: str,
-               our_name: str) -> Optional[str]:
-    """The first difference between two class-name lists, as one sentence; None if equal.
-
-    Example: "class 3 is 'dress' in the teacher, 'coat' in the data".
-    """
-    theirs, ours = tuple(theirs), tuple(ours)
-    if theirs == ours:
-        return None
-    if len(theirs) != len(ours):
-        only_theirs = [n for n in theirs if n not in ours][:_LISTED]
-        only_ours = [n for n in ours if n not in theirs][:_LISTED]
-        detail = "; ".join(part for part in (
-            f"only in the {their_name}: {', '.join(map(repr, only_theirs))}" if only_theirs
-            else "", f"only in the {our_name}: {', '.join(map(repr, only_ours))}" if only_ours
-            else "") if part)
-        return (f"the {their_name} has {len(theirs)} classes, the {our_name} {len(ours)}"
-                + (f" ({detail})" if detail else ""))
-    k = next(i for i, (a, b) in enumerate(zip(theirs, ours)) if a != b)
-    return f"class {k} is {theirs[k]!r} in the {their_name}, {ours[k]!r} in the {our_name}"
-
-
 def check_teacher(path: str, class_names: Sequence[str]) -> None:
     """Raises ValueError unless `path` is a fine-tuned model of the data's classes.
 
@@ -213,7 +188,8 @@ def check_teacher(path: str, class_names: Sequence[str]) -> None:
         raise ValueError(f"{path} has no supervised head (logits_sup) to distil; give a "
                          f"fine-tuned run.")
     if rec["class_names"]:
-        problem = difference(rec["class_names"], class_names, "teacher", "data")
+        problem = provenance.difference(rec["class_names"], class_names, "teacher",
+                                        "data")
         if problem:
             raise ValueError(f"{path} does not fit the data: {problem}.")
     elif rec["num_classes"] is not None and rec["num_classes"] != len(class_names):
@@ -231,7 +207,8 @@ def check_same_classes(recorded: Sequence[str], class_names: Sequence[str], what
     """
     if not recorded or not class_names:
         return
-    problem = difference(recorded, class_names, "run", "data")
+    from checkpoints import provenance
+    problem = provenance.difference(recorded, class_names, "run", "data")
     if problem:
         raise ValueError(f"the data do not match {what}: {problem}; give the data set the run "
                          f"was trained on.")

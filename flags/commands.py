@@ -1,9 +1,12 @@
-"""The command lines the program prints: the next stage, the same run again, TensorBoard.
+"""The command lines the program prints: the next stage, the same run again, TensorBoard, and
+how to use a model (predict with it, load predict's files, open an export).
 
 Each runs as printed from the directory the program was started in: it calls the interpreter
 that is running (e.g. `.venv/bin/python`, the README's set-up never activates the venv and
 stock Debian has no `python`), and paths inside that directory are shown relative to it.
 """
+import importlib.util
+import json
 import os
 import shlex
 import sys
@@ -22,6 +25,10 @@ CARRIED_FLAGS = (
     "eval_batch_size", "eval_steps", "seed", "deterministic", "precision", "jit_compile",
     "jit_compile_on_cpu", "distribution", "tpu", "tpu_name", "tpu_zone", "gcp_project",
     "use_tpu", "steps_per_loop", "progress_bar")
+# Flags a prediction with the finished model repeats: the data this run evaluated, and how to
+# compute (--mode=predict reads the network from the model, README 'Step 4').
+PREDICT_FLAGS = ("dataset", "data_dir", "manual_dir", "download", "eval_split",
+                 "holdout_fraction", "eval_batch_size", "precision", "progress_bar")
 # Placeholder of the data set in a fine-tuning command after pretraining without labels.
 LABELLED = "LABELLED"
 _RUN_PY = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "run.py")
@@ -60,10 +67,10 @@ def tensorboard_command(logdir: str) -> str:
     return f"{start} --logdir {shlex.quote(logdir)}"
 
 
-def _carried(flag_values, dataset: Optional[str]):
-    """The CARRIED_FLAGS the user set, serialized; `dataset` replaces --dataset when given."""
+def _carried(flag_values, dataset: Optional[str], names: Sequence[str] = CARRIED_FLAGS):
+    """The flags of `names` the user set, serialized; `dataset` replaces --dataset when given."""
     args = []
-    for name in CARRIED_FLAGS:
+    for name in names:
         if name == "dataset" and dataset is not None:
             args.append(f"--dataset={dataset}")
         elif flag_values[name].present and flag_values[name].value is not None:
@@ -97,3 +104,40 @@ def next_command(flag_values, model_dir: str, labelled: bool = True) -> Optional
     dataset = next_dataset(train_mode, flag_values.dataset, labelled)
     carried = _carried(flag_values, dataset)
     return " ".join([program(), stage] + [shlex.quote(a) for a in carried])
+
+
+def use_command(flag_values, model_dir: str) -> str:
+    """--mode=predict with the model in model_dir on the data this run evaluated, repeating the
+    PREDICT_FLAGS the user set (it writes into runs/predict, see README 'Step 4')."""
+    args = ["--mode=predict", f"--model_dir={model_dir}"]
+    args += _carried(flag_values, None, PREDICT_FLAGS)
+    return " ".join([program()] + [shlex.quote(a) for a in args])
+
+
+def python_command(code: str) -> str:
+    """`code` run by this interpreter (`python -c`), as a shell in the working directory runs
+    it."""
+    interpreter = shown_path(sys.executable or "python3", executable=True)
+    return f"{shlex.quote(interpreter)} -c {shlex.quote(code)}"
+
+
+def load_predictions_command(predictions: str, embeddings: str) -> str:
+    """A command that reads predict's CSV and embeddings (and prints their sizes)."""
+    return python_command(
+        "import csv, numpy as np; "
+        f"rows = list(csv.DictReader(open({json.dumps(shown_path(predictions))}))); "
+        f"emb = np.load({json.dumps(shown_path(embeddings))}, mmap_mode=\"r\"); "
+        "print(len(rows), emb.shape, emb.dtype); print(rows[:1])")
+
+
+def load_export_command(path: str) -> str:
+    """A command that opens an exported file with its runtime and lists its outputs."""
+    if path.endswith(".onnx"):
+        code = (f"import onnxruntime as rt; s = rt.InferenceSession({json.dumps(shown_path(path))}); "
+                "print([(o.name, o.shape) for o in s.get_outputs()])")
+    else:  # LiteRT's interpreter, or TensorFlow's own where ai-edge-litert is not installed
+        module = ("ai_edge_litert.interpreter" if importlib.util.find_spec("ai_edge_litert")
+                  else "tensorflow.lite")
+        code = (f"from {module} import Interpreter; "
+                f"print(Interpreter(model_path={json.dumps(shown_path(path))}).get_signature_list())")
+    return python_command(code)

@@ -9,8 +9,10 @@ from absl import flags
 from stages import STAGES
 
 # --- what to run -------------------------------------------------------------------------
-flags.DEFINE_enum("mode", "train", ["train", "eval", "train_then_eval"],
-                  "Train, evaluate checkpoints of model_dir, or both.")
+flags.DEFINE_enum("mode", "train", ["train", "eval", "train_then_eval", "predict", "export"],
+                  "Train, evaluate checkpoints of model_dir, or both; predict: classes and "
+                  "embeddings of images with the model in --model_dir; export: that model as "
+                  "ONNX / LiteRT files (--export_format).")
 flags.DEFINE_enum("train_mode", "pretrain", list(STAGES),
                   "Stage 1 (contrastive pretraining), 2 (fine-tuning) or 3 (distillation).")
 
@@ -24,8 +26,9 @@ flags.DEFINE_string("manual_dir", None, "Directory with manually downloaded file
                     "(ILSVRC2012 tars, 1percent.txt, 10percent.txt).")
 flags.DEFINE_bool("download", False, "Allow TFDS to download the data set.")
 flags.DEFINE_string("train_split", "train", "Split to train on.")
-flags.DEFINE_string("eval_split", None, "Split to evaluate on (default: test, else validation, "
-                    "else holdout: the one the data set has).")
+flags.DEFINE_string("eval_split", None, "Split to evaluate on or predict (default: test, else "
+                    "validation, else holdout: the one the data set has; predict: else its "
+                    "only split).")
 flags.DEFINE_float("label_fraction", 1.0, "Fraction of labelled training examples for "
                    "fine-tuning, class-balanced (e.g. 0.01, 0.1).")
 flags.DEFINE_integer("labels_per_class", None, "Labelled examples per class (instead of "
@@ -94,6 +97,18 @@ flags.DEFINE_integer("eval_steps", 0, "Evaluation steps; 0 = the whole split.")
 flags.DEFINE_integer("eval_timeout", 600, "mode=eval: seconds to wait for the next checkpoint "
                      "in model_dir before giving up (0 = do not wait).")
 
+# --- using a trained model (--mode=predict, --mode=export) -------------------------------------
+flags.DEFINE_string("output_dir", None, "predict / export: where the files go (default: "
+                    "runs/predict, runs/export).")
+flags.DEFINE_integer("top_k", 5, "predict: classes (with their probabilities) per image.")
+flags.DEFINE_string("embedding_layer", "final_avg_pool", "predict / export: the layer whose "
+                    "output is the embedding: final_avg_pool, proj_head_input, "
+                    "proj_head_layer_<j> (j-th projection-head layer), proj_head_output, "
+                    "logits_sup.")
+flags.DEFINE_bool("normalize_embeddings", False, "predict: L2-normalise each embedding.")
+flags.DEFINE_bool("overwrite", False, "predict / export: replace output files that exist.")
+flags.DEFINE_list("export_format", None, "export: onnx, litert, or both (onnx,litert).")
+
 # --- online kNN monitor ----------------------------------------------------------------------
 flags.DEFINE_integer("knn_every_steps", 0, "Every N steps, cosine kNN top-1 of final_avg_pool "
                      "features (labelled bank vs held-out images), TensorBoard knn/top1 and a "
@@ -109,7 +124,8 @@ flags.DEFINE_integer("knn_eval_examples", 0, "Held-out images the kNN monitor sc
 
 # --- checkpoints ---------------------------------------------------------------------------
 flags.DEFINE_string("model_dir", None, "Where checkpoints, SavedModels and logs go "
-                    "(default: runs/<train_mode>).")
+                    "(default: runs/<train_mode>); predict / export: the model to use, a "
+                    "model_dir or a SavedModel (ours or an official SimCLRv2 one).")
 flags.DEFINE_string("checkpoint", None, "Warm start from a checkpoint prefix, a model_dir, "
                     "or a SavedModel (ours or an official SimCLRv2 one).")
 flags.DEFINE_integer("keep_checkpoint_max", 5, "Checkpoints to keep.")

@@ -174,9 +174,12 @@ def _check_model_dir(f):
 
 def validate(f) -> None:
     """Raises FlagError with a one-line message for the first bad flag."""
-    for check in (_check_model, _check_image_size, _check_objective, _check_optimisation,
-                  _check_data, _check_holdout_and_augment, _check_knn, _check_stage,
-                  _check_model_dir):
+    checks = (_check_model, _check_image_size, _check_objective, _check_optimisation,
+              _check_data, _check_holdout_and_augment, _check_knn, _check_stage,
+              _check_model_dir)
+    if f.mode in ("predict", "export"):  # nothing is trained; model_dir is only read
+        checks = (_check_model, _check_data, _check_holdout_and_augment)
+    for check in checks:
         check(f)
 
 

@@ -5,7 +5,8 @@ banner prints its `summary`, flags/definitions offers its names as --train_mode 
 flags/commands prints `next_args` as the next command. Importing this package imports no
 TensorFlow (flag parsing reads it before anything is built); `module()` loads the stage.
 
-Adding a stage: docs/layout.md, "Adding a stage".
+Adding a stage: docs/layout.md, "Adding a stage". `predict` and `export_formats` are not
+stages of STAGES: they use a trained model (--mode=predict, --mode=export) and train nothing.
 """
 import dataclasses
 import importlib

@@ -101,3 +101,37 @@ def build_model(model_cfg: ModelConfig, head_cfg: HeadConfig, with_supervised_he
     if image_size is not None:
         model(tf.zeros((1, image_size, image_size, 3)), training=False)
     return model
+
+
+# Layers whose output can be read as an embedding (besides the encoder's FINAL_AVG_POOL): the
+# head's input and output, each head layer j >= 1 as f"{PROJ_HEAD_LAYER}{j}", and the logits.
+PROJ_HEAD_LAYER = "proj_head_layer_"
+
+
+def embedding_layers(model: SimCLRModel) -> tuple:
+    """Names `embedding` accepts for `model`, encoder first, in the order data flows."""
+    names = [resnet.FINAL_AVG_POOL, PROJ_HEAD_INPUT]
+    names += [f"{PROJ_HEAD_LAYER}{j}"
+              for j in range(1, len(model.projection_head.head_layers) + 1)]
+    names.append(PROJ_HEAD_OUTPUT)
+    if model.supervised_head is not None:
+        names.append(LOGITS_SUP)
+    return tuple(names)
+
+
+def embedding(model: SimCLRModel, outputs: Dict[str, tf.Tensor], layer: str) -> tf.Tensor:
+    """The (B, D) float32 output of `layer` (see `embedding_layers`) for these model outputs.
+
+    The projection head's middle layers are not among the model's outputs: they are computed
+    again from its input (a few dense layers; the encoder does not run twice).
+
+    Raises:
+      ValueError: `layer` is not one of `embedding_layers(model)`.
+    """
+    if layer not in embedding_layers(model):
+        raise ValueError(f"no layer {layer!r}; this model has "
+                         f"{', '.join(embedding_layers(model))}")
+    if not layer.startswith(PROJ_HEAD_LAYER):
+        return outputs[layer]
+    hiddens = model.projection_head(outputs[PROJ_HEAD_INPUT], training=False)
+    return tf.cast(hiddens[int(layer[len(PROJ_HEAD_LAYER):])], tf.float32)

@@ -7,6 +7,7 @@ and a forward pass with the imported weights must equal an independent NumPy/tf.
 pass written from the original architecture, reading the official variables by name.
 """
 import collections
+import dataclasses
 import json
 import os
 import pathlib
@@ -17,6 +18,7 @@ import tensorflow as tf
 
 from checkpoints import convert, official, official_weights
 from checkpoints import warm_start as warm_start_lib
+from data import augment
 from tf2 import config as config_lib
 from tf2 import model as model_lib
 
@@ -514,3 +516,42 @@ def test_official_teacher_of_another_class_count_is_refused_before_training(fake
     checks.check_teacher(directory, [f"c{i}" for i in range(width)])  # fits: no error
     with pytest.raises(ValueError, match="the teacher has 1000 classes, the data 10"):
         checks.check_teacher(directory, [f"c{i}" for i in range(10)])
+
+
+def test_prediction_reads_an_official_saved_model(fakes, imports, tmp_path):
+    """--mode=predict's loader: the official layout is described without loading (224 px, the
+    ImageNet stem), rebuilt with every variable, its 1000 classes named by WordNet id; a
+    prediction over two images equals the imported model's top-5 and final_avg_pool."""
+    import csv
+    from checkpoints import trained
+    from data import datasets
+    from data.config import DataConfig
+    from stages import predict
+    _, _, directory = fakes("r50_1x_sk0")
+    described = trained.describe(directory)
+    assert (described.kind, described.image_size, described.cifar_stem) == (
+        trained.OFFICIAL, 224, False)
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        tf.io.write_file(str(tmp_path / "img" / f"{i}.png"), tf.io.encode_png(
+            rng.integers(0, 256, (48, 40, 3), dtype=np.uint8)))
+    source = datasets.load(DataConfig(dataset=f"folder:{tmp_path / 'img'}"))
+    data = DataConfig(dataset="x", eval_split="train", image_size=40, cache=False)
+    cfg = predict.PredictConfig(directory, str(tmp_path / "out"), data, batch_size=2)
+    loaded = predict.build(dataclasses.replace(described, image_size=40), cfg.embedding_layer)
+    assert loaded.description.class_names[:2] == ("n01440764", "n01443537")
+    summary = predict.run(cfg, tf.distribute.get_strategy(), source, loaded)
+    assert (summary["predicted"], summary["classes"], summary["train_mode"]) == (2, 1000,
+                                                                                 "official")
+    model, _ = imports("r50_1x_sk0")
+    images = np.stack([augment.preprocess_for_eval(tf.io.decode_png(tf.io.read_file(p)), 40)
+                       for p in source.paths("train")])
+    out = model(images, training=False)
+    with open(tmp_path / "out" / "predictions.csv") as f:
+        rows = list(csv.DictReader(f))
+    top5 = np.argsort(-out["logits_sup"].numpy(), axis=-1)[:, :5]
+    names = trained.imagenet_class_names()
+    assert [[r[f"class_{j}"] for j in range(1, 6)] for r in rows] == [
+        [names[k] for k in row] for row in top5]
+    np.testing.assert_allclose(np.load(tmp_path / "out" / "embeddings.npy"),
+                               out["final_avg_pool"].numpy(), rtol=1e-4, atol=1e-4)

@@ -14,6 +14,7 @@ import tensorflow_hub as hub
 import tf_keras
 
 from checkpoints import export
+from tests import models
 from tf2 import model as model_lib
 from tf2.config import HeadConfig, ModelConfig
 
@@ -26,21 +27,6 @@ TRAIN_TOL = 1e-4
 # (12), projection head 3 + 3 + 2 (no BN centre on the last layer), supervised kernel + bias.
 NUM_TRAINABLE = 3 + 48 + 12 + 8 + 2
 NUM_VARIABLES = NUM_TRAINABLE + 2 * 24  # moving mean and variance of each of the 24 BNs
-
-
-def _randomise_batch_norms(model, seed):
-    """Moves every BN parameter and statistic off its initial value (gamma 0 or 1, etc.).
-
-    With the initial values the inference outputs would not depend on the moving statistics,
-    and zero-gamma blocks would hide their weights: a missed variable could go unnoticed.
-    """
-    rng = np.random.default_rng(seed)
-    for v in model.variables:
-        kind = v.path.rsplit("/", 1)[-1]
-        if kind in ("gamma", "moving_variance"):
-            v.assign(rng.uniform(0.5, 1.5, v.shape).astype(np.float32))
-        elif kind in ("beta", "moving_mean"):
-            v.assign(rng.normal(0.0, 0.1, v.shape).astype(np.float32))
 
 
 def _images(n, seed):
@@ -60,7 +46,7 @@ def exported(tmp_path_factory):
     tf.random.set_seed(0)
     keras.utils.set_random_seed(0)
     model = model_lib.build_model(ModelConfig.tiny(), HeadConfig.tiny(), image_size=32)
-    _randomise_batch_norms(model, seed=0)
+    models.randomise_batch_norms(model, seed=0)
     images = _images(4, seed=1)
     keys = sorted(set(model_lib.OUTPUT_NAMES))  # the exported outputs
     outputs = model(images, training=False)

@@ -47,9 +47,14 @@ def test_live_holder_refuses_same_role_and_names_its_pid(tmp_path):
         with pytest.raises(model_dir.ModelDirBusyError):
             model_dir.Claim(str(tmp_path), [model_dir.EVAL, model_dir.TRAIN])
         model_dir.Claim(str(tmp_path), [model_dir.EVAL]).release()  # eval may watch training
+        # A reader (prediction) learns who writes, and its probe takes nothing away.
+        assert model_dir.training_writer(str(tmp_path)).startswith(f"process {holder.pid} ")
+        assert model_dir.training_writer(str(tmp_path)).startswith(f"process {holder.pid} ")
     finally:
         holder.kill()
         holder.wait()
+    assert model_dir.training_writer(str(tmp_path)) is None  # died: nobody writes
+    assert model_dir.training_writer(str(tmp_path / "absent")) is None
 
 
 def test_lock_of_a_killed_process_is_free(tmp_path):

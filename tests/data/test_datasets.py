@@ -2,6 +2,7 @@
 import gzip
 import io
 import logging
+import os
 
 import numpy as np
 import pytest
@@ -178,6 +179,37 @@ def test_folder_of_class_folders_skips_corrupt_files(tmp_path, caplog):
     np.testing.assert_array_equal(examples[0]['image'], ant)
     assert np.abs(examples[1]['image'].astype(int) - 200).max() <= 2  # JPEG is lossy
     np.testing.assert_array_equal(examples[2]['image'], np.repeat(cat[..., None], 3, -1))
+    # The skipped files stay named (prediction lists them), and each index has its file.
+    assert src.unreadable('train') == [str(tmp_path / 'ant' / 'broken.png'),
+                                       str(tmp_path / 'cat' / 'cut.jpg')]
+    assert list(src.paths('train[1:]')) == [str(tmp_path / p) for p in ('ant/x.png', 'cat/a.jpg',
+                                                                        'cat/b.png')]
+
+
+def test_list_of_image_files(tmp_path):
+    """files:LIST reads the listed images in order (relative to the list), unlabelled; a
+    missing or corrupt entry is skipped and named, a list of nothing readable is refused."""
+    pixels = [np.full((3, 5, 3), i * 40, np.uint8) for i in range(3)]
+    for i, image in enumerate(pixels):
+        _write(tmp_path / 'img' / f'{i}.png', image, 'PNG')
+    (tmp_path / 'img' / 'bad.png').write_bytes(b'garbage')
+    listed = ['img/2.png', '# a comment', '', str(tmp_path / 'img' / '0.png'), 'img/bad.png',
+              'img/missing.png', 'img/1.png']
+    (tmp_path / 'list.txt').write_text('\n'.join(listed) + '\n')
+    src = datasets.load(DataConfig(dataset=f'files:{tmp_path}/list.txt'))
+    assert (src.splits, src.num_classes, src.num_examples('train')) == (('train',), 0, 3)
+    examples = list(src.as_dataset('train').as_numpy_iterator())
+    for example, i in zip(examples, (2, 0, 1)):
+        np.testing.assert_array_equal(example['image'], pixels[i])
+        assert example['label'] == -1
+    assert [os.path.basename(p) for p in src.paths('train')] == ['2.png', '0.png', '1.png']
+    assert src.unreadable('train') == [str(tmp_path / 'img' / n)
+                                       for n in ('bad.png', 'missing.png')]
+    (tmp_path / 'none.txt').write_text('img/bad.png\n')
+    with pytest.raises(ValueError, match='No readable JPEG or PNG image in the list .*bad.png'):
+        datasets.load(DataConfig(dataset=f'files:{tmp_path}/none.txt'))
+    with pytest.raises(FileNotFoundError, match='Image list'):
+        datasets.load(DataConfig(dataset=f'files:{tmp_path}/absent.txt'))
 
 
 def test_flat_split_and_empty_folders(tmp_path):

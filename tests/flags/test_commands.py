@@ -1,6 +1,6 @@
 """The command lines run.py prints: the next stage (which data set it needs, or nothing after
-the last stage), the same run again, TensorBoard; each runs as printed from the working
-directory."""
+the last stage), the prediction after the last stage, the same run again, TensorBoard; each
+runs as printed from the working directory."""
 import os
 import shlex
 import sys
@@ -60,6 +60,18 @@ def test_after_distillation_only_evaluation_is_left(parse, mode, expected):
     f = parse("--train_mode=distill", "--teacher=/", f"--mode={mode}")
     command = commands.next_command(f, "runs/d")
     assert (command if command is None else _words(command)) == expected
+
+
+def test_after_the_stages_the_use_command_predicts_on_the_evaluated_data(parse):
+    f = parse("--train_mode=distill", "--teacher=/", "--mode=eval", "--dataset=folder:/my imgs",
+              "--eval_split=holdout", "--holdout_fraction=0.1", "--eval_batch_size=64",
+              "--width_multiplier=0.5", "--learning_rate=0.3", "--train_split=train[:50%]")
+    assert _words(commands.use_command(f, "runs/d")) == [
+        "--mode=predict", "--model_dir=runs/d", "--dataset=folder:/my imgs",
+        "--eval_split=holdout", "--holdout_fraction=0.1", "--eval_batch_size=64"]
+    # The network comes from the model, training flags are not prediction's.
+    assert _words(commands.use_command(parse("--train_mode=distill", "--teacher=/"), "d")) == [
+        "--mode=predict", "--model_dir=d"]
 
 
 def test_this_command_repeats_the_arguments_quoted():

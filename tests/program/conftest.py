@@ -367,6 +367,67 @@ def job_jit(pool):
     return pool.run(args, "jit")
 
 
+def predict_args(pool, model_dir, dataset, name, *extra):
+    """--mode=predict of `model_dir` on `dataset` into base/name, float32, batch 8."""
+    return ["--mode=predict", f"--model_dir={model_dir}", f"--dataset={dataset}",
+            "--precision=float32", "--eval_batch_size=8", f"--output_dir={pool.base / name}",
+            *extra]
+
+
+def job_predict_folder(pool):
+    """The fine-tuned toy model on a copy of the toy test folder plus one broken file (4
+    batches of 8)."""
+    finetune = pool.result("toy_finetune").check()
+    images = pool.base / "predict_images"
+    shutil.copytree(Path(pool.toy_dir, "test"), images)
+    (images / "dark" / "zz_broken.png").write_bytes(b"not an image")
+    return pool.run(predict_args(pool, finetune.model_dir, f"folder:{images}",
+                                 "predict_folder"), "predict_folder")
+
+
+def job_predict_tfds(pool):
+    """The 'use:' command that the evaluation of the distilled Fashion-MNIST model printed,
+    pasted into a shell in REPO, on the 64 test images that evaluation scored and into base (not
+    the default runs/predict)."""
+    (line,) = pool.result("evaluate").check().lines_starting("use")
+    return pool.run_shell(f"{line} --eval_split='test[:64]' "
+                          f"--output_dir={shlex.quote(str(pool.base / 'predict_tfds'))}",
+                          "predict_tfds")
+
+
+def predict_list(pool) -> Path:
+    """A list of image files: three toy test images, two larger ones, a missing one."""
+    import tensorflow as tf
+    folder, rng = pool.base / "predict_list", np.random.default_rng(7)
+    folder.mkdir(exist_ok=True)
+    tf.io.write_file(str(folder / "wide.png"), tf.io.encode_png(
+        rng.integers(150, 256, (20, 28, 3), dtype=np.uint8)))
+    tf.io.write_file(str(folder / "tall.jpg"), tf.io.encode_jpeg(
+        rng.integers(0, 90, (30, 18, 3), dtype=np.uint8)))
+    toy = sorted(Path(pool.toy_dir, "test").glob("*/00[0-1].png"))[:3]
+    lines = [str(p) for p in toy] + ["wide.png", "missing.png", "tall.jpg"]
+    (folder / "list.txt").write_text("\n".join(lines) + "\n")
+    return folder / "list.txt"
+
+
+def job_predict_saved_model(pool):
+    """The fine-tuned toy model's SavedModel on a list of files; the projection head's
+    output, L2-normalised, as the embedding; the top class only."""
+    finetune = pool.result("toy_finetune").check()
+    return pool.run(predict_args(pool, f"{finetune.model_dir}/saved_model/8",
+                                 f"files:{predict_list(pool)}", "predict_saved_model",
+                                 "--embedding_layer=proj_head_output", "--normalize_embeddings",
+                                 "--top_k=1"), "predict_saved_model")
+
+
+def job_export(pool):
+    """The fine-tuned toy model as ONNX and LiteRT files."""
+    finetune = pool.result("toy_finetune").check()
+    return pool.run(["--mode=export", "--export_format=onnx,litert",
+                     f"--model_dir={finetune.model_dir}",
+                     f"--output_dir={pool.base / 'export'}"], "export")
+
+
 # name -> (jobs it reads from, function); the start order keeps both workers busy.
 JOBS = {
     "pretrain": ((), job_pretrain),
@@ -387,6 +448,10 @@ JOBS = {
     "auto": ((), job_auto),
     "jit": ((), job_jit),
     "flat_pretrain": ((), job_flat_pretrain),
+    "predict_folder": (("toy_finetune",), job_predict_folder),
+    "predict_tfds": (("evaluate",), job_predict_tfds),
+    "predict_saved_model": (("toy_finetune",), job_predict_saved_model),
+    "export": (("toy_finetune",), job_export),
 }
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from checkpoints import export
+from checkpoints import export, provenance
 from data import subsets
 from data.config import DataConfig
 from flags import checks
@@ -154,9 +154,9 @@ def test_shortfall_warnings_name_the_classes_and_counts():
 
 
 def test_class_name_differences_in_one_sentence():
-    assert checks.difference(("a", "b"), ("a", "b"), "teacher", "data") is None
-    assert checks.difference(("t-shirt", "dress", "coat"), ("t-shirt", "coat", "dress"),
-                             "teacher", "data") == \
+    assert provenance.difference(("a", "b"), ("a", "b"), "teacher", "data") is None
+    assert provenance.difference(("t-shirt", "dress", "coat"), ("t-shirt", "coat", "dress"),
+                                 "teacher", "data") == \
         "class 1 is 'dress' in the teacher, 'coat' in the data"
-    assert checks.difference(("a", "b", "c"), ("a", "c"), "teacher", "data") == \
+    assert provenance.difference(("a", "b", "c"), ("a", "c"), "teacher", "data") == \
         "the teacher has 3 classes, the data 2 (only in the teacher: 'b')"
