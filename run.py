@@ -87,7 +87,7 @@ def _configure() -> _Run:
     strategy = distribute.make_strategy(FLAGS.distribution, FLAGS.tpu or FLAGS.tpu_name,
                                         FLAGS.tpu_zone, FLAGS.gcp_project)
     checks.checkpoint_stem(FLAGS)
-    source = checks.named(FLAGS, "dataset", datasets.load)(configs.data_config(FLAGS))
+    source = checks.named(FLAGS, "dataset", datasets.load)(configs.data_config(FLAGS), strategy)
     checks.train_split(FLAGS, source)
     checks.sources(FLAGS)
     examples = checks.named(FLAGS, "dataset", pipeline.num_train_examples)(
@@ -237,7 +237,7 @@ def _configure_use() -> _Use:
     strategy = distribute.make_strategy(FLAGS.distribution, FLAGS.tpu or FLAGS.tpu_name,
                                         FLAGS.tpu_zone, FLAGS.gcp_project)
     description = predict_flags.describe(FLAGS)
-    source = checks.named(FLAGS, "dataset", datasets.load)(configs.data_config(FLAGS))
+    source = checks.named(FLAGS, "dataset", datasets.load)(configs.data_config(FLAGS), strategy)
     cfg = predict_flags.predict_config(FLAGS, description, source,
                                        precision.detect(FLAGS.precision, strategy))
     validate.check_batch_divides(cfg.batch_size, strategy.num_replicas_in_sync,

@@ -27,6 +27,8 @@ class DataConfig:
       manual_dir: directory with manually downloaded files: the ILSVRC2012 tars (plus
         1percent.txt / 10percent.txt for subsets), or the Fashion-MNIST gzip IDX files
         (None: /usr/share/datasets/fashion-mnist for Fashion-MNIST, TFDS default otherwise).
+      rescan_folder: for an image folder, decode every image again instead of reusing what
+        its manifest (in data_dir) knows about the unchanged files (see data.manifest).
       download: allow TFDS to download over the network; when False nothing is fetched and
         missing data raise an error saying which files to put where.
       train_split: TFDS split used for training (TFDS slicing such as 'train[:90%]' works).
@@ -57,6 +59,7 @@ class DataConfig:
     data_dir: Optional[str] = None
     manual_dir: Optional[str] = None
     download: bool = False
+    rescan_folder: bool = False
     train_split: str = 'train'
     eval_split: Optional[str] = 'test'
     image_size: int = 32

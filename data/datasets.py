@@ -7,7 +7,8 @@
 
 Nothing is fetched over the network unless `cfg.download` is True. Manual-download data sets
 (ImageNet) are prepared offline from `cfg.manual_dir`; when a file is missing the error says
-which files to put where. Prepared data are cached in `cfg.data_dir`.
+which files to put where. Prepared data are cached in `cfg.data_dir`, and so are the manifests
+of image folders (`<data_dir>/folder_manifests`, see data.manifest).
 """
 import contextlib
 import os
@@ -24,6 +25,7 @@ from data import source as source_lib
 from data.config import DataConfig
 
 FOLDER_PREFIX = 'folder:'
+MANIFEST_FOLDER = 'folder_manifests'  # in the data directory
 FILES_PREFIX = 'files:'
 _ILSVRC_TARS = ('ILSVRC2012_img_train.tar', 'ILSVRC2012_img_val.tar')
 _SUBSET_LISTS = {'1pct': '1percent.txt', '10pct': '10percent.txt'}
@@ -138,18 +140,37 @@ def _prepare(builder, cfg: DataConfig) -> None:
         builder.download_and_prepare(download_config=config)
 
 
-def load(cfg: DataConfig) -> source_lib.Source:
+def manifest_dir(cfg: DataConfig) -> Optional[str]:
+    """Where the manifests of image folders are kept: in cfg.data_dir (else TFDS's default,
+    $TFDS_DATA_DIR or ~/tensorflow_datasets); None for a data directory that is not a local
+    path (gs://...), where none is kept."""
+    data_dir = cfg.data_dir or tfds.core.constants.get_default_data_dir()
+    if '://' in data_dir:
+        return None
+    return os.path.join(os.path.expanduser(data_dir), MANIFEST_FOLDER)
+
+
+def load(cfg: DataConfig,
+         strategy: Optional[tf.distribute.Strategy] = None) -> source_lib.Source:
     """The source named by cfg.dataset, prepared (offline unless cfg.download).
+
+    Args:
+      cfg: the data configuration.
+      strategy: the run's strategy; the workers of a MultiWorkerMirroredStrategy share the
+        check of an image folder or list (folders.scan_share), so every worker must call load.
 
     Raises:
       FileNotFoundError: data missing; the message says which files to put where.
       ValueError: unknown data set name.
     """
     root = folder_path(cfg.dataset)
+    share = folders.scan_share(strategy)
     if root is not None:
-        return folders.FolderSource(root)
+        return folders.FolderSource(root, manifest_dir=manifest_dir(cfg),
+                                    rescan=cfg.rescan_folder, share=share)
     if cfg.dataset.startswith(FILES_PREFIX):
-        return folders.FileListSource(os.path.expanduser(cfg.dataset[len(FILES_PREFIX):]))
+        return folders.FileListSource(os.path.expanduser(cfg.dataset[len(FILES_PREFIX):]),
+                                      share=share)
     if looks_like_path(cfg.dataset):
         problem = 'is not a directory' if os.path.exists(cfg.dataset) else 'does not exist'
         raise FileNotFoundError(f'{cfg.dataset} {problem} (a folder of images is given as '

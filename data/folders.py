@@ -13,9 +13,11 @@ A list of image files (`FileListSource`): a text file naming one image a line (r
 start at the list's folder; blank lines and lines starting with '#' are skipped); unlabelled,
 the single split 'train', in the order listed.
 
-Every file is decoded once when the source is made (in parallel, through tf.data); files that
-fail are skipped with a warning naming each of them and a count, so that no epoch can stop on
-a corrupt image. Decoded images are RGB uint8 (grayscale is repeated, alpha is dropped).
+Every file is decoded once (in parallel, through tf.data) to find those that fail: they are
+skipped, named in a warning when first found, so that no epoch can stop on a corrupt image.
+For a folder, the manifest of data.manifest keeps what was found, so that a later start
+decodes only the files added or changed since; the processes of a multi-worker run each
+decode their share. Decoded images are RGB uint8 (grayscale is repeated, alpha is dropped).
 """
 import logging
 import os
@@ -25,6 +27,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from data import manifest
 from data import source as source_lib
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png')
@@ -96,16 +99,50 @@ def _decodes(paths: Sequence[str]) -> np.ndarray:
     return ok
 
 
-def _drop_unreadable(paths: List[str], labels: List[int]
-                     ) -> Tuple[np.ndarray, np.ndarray, List[str]]:
-    """(readable paths, their labels, the unreadable paths), each unreadable one logged."""
-    ok = _decodes(paths)
-    bad = [p for p, good in zip(paths, ok) if not good]
-    for p in bad:
-        _log.warning('Skipping unreadable image %s', p)
-    if bad:
-        _log.warning('Skipped %d unreadable image(s) of %d.', len(bad), len(paths))
-    return np.asarray(paths, object)[ok], np.asarray(labels, np.int64)[ok], bad
+def scan_share(strategy: Optional[tf.distribute.Strategy]) -> manifest.Share:
+    """This process's part of the check of files loaded under `strategy`.
+
+    Under MultiWorkerMirroredStrategy: worker k of n (numbered as the input pipelines are,
+    the chief first), the results summed with an all-reduce over the replicas; every worker
+    must then load the files, in the same order relative to its other collectives.
+    Elsewhere (None included): this process checks every file.
+    """
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return manifest.Share()
+    resolver = strategy.cluster_resolver
+    cluster = resolver.cluster_spec().as_dict()
+    chiefs = len(cluster.get('chief', []))
+    index = 0 if resolver.task_type == 'chief' else chiefs + resolver.task_id
+
+    def all_sum(values: np.ndarray) -> np.ndarray:
+        values = tf.constant(values, tf.int64)
+        summed = strategy.run(lambda: tf.distribute.get_replica_context().all_reduce(
+            tf.distribute.ReduceOp.SUM, values))
+        return strategy.experimental_local_results(summed)[0].numpy()
+    return manifest.Share(index=index, count=chiefs + len(cluster.get('worker', [])),
+                          all_sum=all_sum)
+
+
+def _split_readable(files: Dict[str, Tuple[List[str], List[int]]], ok: np.ndarray,
+                    where: Dict[str, str]):
+    """({split: (paths, labels) that decode}, {split: the unreadable paths}) from `ok`, the
+    result of every split's files in order.
+
+    Raises:
+      ValueError: a split keeps no image.
+    """
+    readable, unreadable, start = {}, {}, 0
+    for split, (paths, labels) in files.items():
+        keep = ok[start:start + len(paths)]
+        start += len(paths)
+        bad = [p for p, good in zip(paths, keep) if not good]
+        if not keep.any():
+            raise ValueError(f'No readable JPEG or PNG image in {where[split]}'
+                             + (f'; {len(bad)} unreadable, e.g. {bad[0]}' if bad else '')
+                             + '.')
+        readable[split] = np.asarray(paths, object)[keep], np.asarray(labels, np.int64)[keep]
+        unreadable[split] = bad
+    return readable, unreadable
 
 
 class FilesSource(source_lib.Source):
@@ -116,21 +153,25 @@ class FilesSource(source_lib.Source):
       files: {split: (paths, labels)}, labels indexing class_names.
       class_names: the class names (empty: unlabelled).
       where: {split: what to name in the message when the split has no readable image}.
+      root: the folder every path starts with, for the manifest ('' when they need not).
+      manifest_dir: where the manifest of `root` is kept (data.manifest); None: no
+        manifest, every file is decoded.
+      rescan: decode every file even when the manifest knows it.
+      share: this process's part of the check, when several processes share it.
     """
 
     def __init__(self, name: str, files: Dict[str, Tuple[List[str], List[int]]],
-                 class_names: Sequence[str], where: Dict[str, str]):
+                 class_names: Sequence[str], where: Dict[str, str], root: str = '',
+                 manifest_dir: Optional[str] = None, rescan: bool = False,
+                 share: manifest.Share = manifest.Share()):
         self.name = name
         self.splits = tuple(files)
         self.class_names = tuple(class_names)
-        self._files, self._unreadable = {}, {}
-        for split, (paths, labels) in files.items():
-            paths, labels, bad = _drop_unreadable(paths, labels)
-            if not len(paths):
-                raise ValueError(f'No readable JPEG or PNG image in {where[split]}'
-                                 + (f'; {len(bad)} unreadable, e.g. {bad[0]}' if bad else '')
-                                 + '.')
-            self._files[split], self._unreadable[split] = (paths, labels), bad
+        paths = [p for split_paths, _ in files.values() for p in split_paths]
+        labels = [label for _, split_labels in files.values() for label in split_labels]
+        ok = manifest.check(root, paths, labels, decodes=_decodes, store_dir=manifest_dir,
+                            rescan=rescan, share=share, class_names=self.class_names)
+        self._files, self._unreadable = _split_readable(files, ok, where)
 
     def unreadable(self, split: str) -> List[str]:
         """The files of `split` (its base split) that did not decode, in scan order."""
@@ -191,20 +232,26 @@ class FilesSource(source_lib.Source):
         ds = ds.map(lambda ex: {'image': decode(tf.io.read_file(ex['path'])),
                                 'label': ex['label'], 'index': ex['index']},
                     num_parallel_calls=tf.data.AUTOTUNE)
-        # Every file decoded when the source was made; a file changed since then is dropped
-        # (and logged) rather than ending the epoch.
+        # Every file decoded when the source was made (or at an earlier start: the manifest);
+        # a file changed since then is dropped (and logged) rather than ending the epoch.
         return ds.ignore_errors(log_warning=True)
 
 
 class FolderSource(FilesSource):
     """Images in a folder (see the module docstring for the layouts)."""
 
-    def __init__(self, root: str):
-        """Scans and validates every image under `root`.
+    def __init__(self, root: str, manifest_dir: Optional[str] = None, rescan: bool = False,
+                 share: manifest.Share = manifest.Share()):
+        """Lists the images under `root` and drops those that do not decode.
+
+        Args:
+          root: the image folder.
+          manifest_dir, rescan, share: as in FilesSource.
 
         Raises:
           FileNotFoundError: `root` is not a directory.
-          ValueError: a split folder holds no readable JPEG or PNG image.
+          ValueError: a split folder holds no readable JPEG or PNG image, or the processes
+            of `share` list different files.
         """
         if not os.path.isdir(root):
             raise FileNotFoundError(f'Image folder {root} does not exist.')
@@ -213,14 +260,16 @@ class FolderSource(FilesSource):
         where = {split: f'{path} (looked for {", ".join(IMAGE_EXTENSIONS)} files, in class '
                         f'sub-folders or directly in it)' for split, path in roots.items()}
         super().__init__(root, {split: _scan_split(path, class_names)
-                                for split, path in roots.items()}, class_names, where)
+                                for split, path in roots.items()}, class_names, where,
+                         root=root, manifest_dir=manifest_dir, rescan=rescan, share=share)
 
 
 class FileListSource(FilesSource):
     """The images a text file lists, one path a line (see the module docstring)."""
 
-    def __init__(self, list_path: str):
-        """Reads the list and validates every image on it.
+    def __init__(self, list_path: str, share: manifest.Share = manifest.Share()):
+        """Reads the list and validates every image on it (no manifest: every file decoded;
+        `share` as in FilesSource).
 
         Raises:
           FileNotFoundError: the list does not exist.
@@ -235,4 +284,5 @@ class FileListSource(FilesSource):
         paths = [os.path.join(base, os.path.expanduser(line)) for line in lines
                  if line and not line.startswith('#')]
         super().__init__(list_path, {'train': (paths, [-1] * len(paths))}, (),
-                         {'train': f'the list {list_path} ({len(paths)} lines name a file)'})
+                         {'train': f'the list {list_path} ({len(paths)} lines name a file)'},
+                         share=share)

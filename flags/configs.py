@@ -78,7 +78,7 @@ def data_config(f, eval_split=FLAG) -> DataConfig:
         holdout_fraction=f.holdout_fraction, crop_area_range=crop_area_range(f.crop_area_range),
         color_distortion=f.color_distortion,
         dataset=f.dataset, data_dir=f.data_dir, manual_dir=f.manual_dir, download=f.download,
-        train_split=f.train_split, image_size=f.image_size,
+        rescan_folder=f.rescan_folder, train_split=f.train_split, image_size=f.image_size,
         eval_split=f.eval_split if eval_split is FLAG else eval_split,
         label_fraction=value(f, "label_fraction"), labels_per_class=f.labels_per_class,
         color_jitter_strength=f.color_jitter_strength, use_blur=use_blur(f),

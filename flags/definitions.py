@@ -25,6 +25,9 @@ flags.DEFINE_string("data_dir", None, "TFDS data directory (default: ~/tensorflo
 flags.DEFINE_string("manual_dir", None, "Directory with manually downloaded files "
                     "(ILSVRC2012 tars, 1percent.txt, 10percent.txt).")
 flags.DEFINE_bool("download", False, "Allow TFDS to download the data set.")
+flags.DEFINE_bool("rescan_folder", False, "Decode every image of --dataset=folder:... again; "
+                  "by default a start decodes only the files added or changed since the "
+                  "folder's manifest (in data_dir/folder_manifests) was written.")
 flags.DEFINE_string("train_split", "train", "Split to train on.")
 flags.DEFINE_string("eval_split", None, "Split to evaluate on or predict (default: test, else "
                     "validation, else holdout: the one the data set has; predict: else its "

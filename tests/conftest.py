@@ -3,12 +3,20 @@
 Everything here runs before TensorFlow is imported by any test module, because
 logical devices can only be configured before the runtime initialises.
 """
+import atexit
 import os
 import random
+import shutil
+import tempfile
 
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")  # hide GPUs: tests are CPU-only
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # oneDNN reorders sums; oracles want plain fp32
+# TFDS's default data directory (where image-folder manifests go without a data_dir) is a
+# temporary one for the whole session and the run.py processes it starts: tests stay hermetic.
+_DEFAULT_DATA_DIR = tempfile.mkdtemp(prefix="tfds_default_")
+os.environ["TFDS_DATA_DIR"] = _DEFAULT_DATA_DIR
+atexit.register(shutil.rmtree, _DEFAULT_DATA_DIR, ignore_errors=True)
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
