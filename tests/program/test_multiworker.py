@@ -11,6 +11,10 @@ restore_latest to append, per call, the step, the path written and a sha256 of t
 weights to a JSON-lines file: what each worker would save, compared without reading the
 non-chief's temporary checkpoint (removed when it finishes). Every process gets a hard
 timeout and its process group is killed at the end.
+
+A second, smaller scenario loads an image folder in two workers (no training): each decodes
+only its share of the files at scan time and reads only its shard at training time, and both
+count what one process counts (test_workers_share_the_folder_check_and_count_alike).
 """
 import json
 import os
@@ -207,3 +211,92 @@ def test_only_the_chief_writes_into_model_dir(scenario):
     chiefs = {str(first.procs[0].pid), str(second.procs[0].pid)}
     events = list(model_dir.glob("events.out.tfevents.*"))
     assert events and {p.name.split(".")[-3] for p in events} <= chiefs
+
+
+FOLDER_DRIVER = '''
+import json, os, sys
+repo, root, data_dir, out = sys.argv[1:5]
+sys.path.insert(0, repo)
+import tensorflow as tf
+from data import datasets, folders, pipeline
+from data.config import DataConfig
+from tf2 import distribute
+strategy = distribute.make_strategy("multi_worker")
+decoded, decodes = [], folders._decodes
+folders._decodes = lambda paths: (decoded.extend(paths), decodes(paths))[1]
+cfg = DataConfig(dataset=f"folder:{root}", data_dir=data_dir, holdout_fraction=0.2,
+                 labels_per_class=2)
+share = distribute.scan_share(strategy)
+source = datasets.load(cfg, share)
+context = tf.distribute.InputContext(2, share.index, 2)
+read = [int(ex["index"]) for ex in source.as_dataset("train", input_context=context)]
+with open(out, "w") as f:
+    json.dump({"share": [share.index, share.count], "decoded": decoded, "read": read,
+               "counts": FOLDER_COUNTS(source, cfg)}, f)
+'''
+
+
+def folder_counts(source, cfg):
+    """What a run counts on a folder: epochs of each stage, the holdout, the labelled subset."""
+    from data import pipeline
+    return {"epochs": [pipeline.num_train_examples(source, cfg, mode)
+                       for mode in ("pretrain", "finetune", "distill")],
+            "holdout": pipeline.holdout_mask(source, cfg).tolist(),
+            "labelled": pipeline.labelled_mask(source, cfg).tolist(),
+            "test": source.num_examples("test")}
+
+
+def test_workers_share_the_folder_check_and_count_alike(tmp_path):
+    """Two workers (a data_dir each, as on two hosts) load one folder twice."""
+    import inspect
+    import numpy as np
+    from PIL import Image
+    from data import folders
+    from data.config import DataConfig
+    root = tmp_path / "images"
+    for split, count in (("train", 11), ("test", 3)):
+        for c in ("a", "b"):
+            (root / split / c).mkdir(parents=True)
+            for i in range(count):
+                Image.fromarray(np.full((4, 4, 3), i, np.uint8)).save(
+                    root / split / c / f"{i:02d}.png")
+    (root / "train" / "b" / "05.png").write_bytes(b"corrupt")
+    driver = tmp_path / "driver.py"
+    driver.write_text(inspect.getsource(folder_counts) + FOLDER_DRIVER.replace(
+        "FOLDER_COUNTS", "folder_counts"))
+    starts = []
+    for start in ("first", "second"):
+        ports = _free_ports(2)
+        cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+        procs = []
+        for index in (0, 1):
+            env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2",
+                       TF_CONFIG=json.dumps({"cluster": cluster,
+                                             "task": {"type": "worker", "index": index}}))
+            procs.append(subprocess.Popen(
+                [sys.executable, str(driver), str(REPO), str(root), str(tmp_path / f"d{index}"),
+                 str(tmp_path / f"{start}{index}.json")], env=env, stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT, text=True, start_new_session=True))
+        try:
+            logs = [p.communicate(timeout=RUN_LIMIT)[0] for p in procs]
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    os.killpg(p.pid, signal.SIGKILL)
+        assert [p.returncode for p in procs] == [0, 0], "\n".join(logs)[-3000:]
+        starts.append([json.loads((tmp_path / f"{start}{i}.json").read_text()) for i in (0, 1)])
+    first, second = starts
+    listed = sorted(str(p) for p in root.rglob("*.png"))  # 28 files, one corrupt
+    assert [w["share"] for w in first] == [[0, 2], [1, 2]]
+    assert len(first[0]["decoded"]) == len(first[1]["decoded"]) == 14
+    assert sorted(first[0]["decoded"] + first[1]["decoded"]) == listed  # each its share
+    assert second[0]["decoded"] == second[1]["decoded"] == []  # each data_dir has a manifest
+    # Oracle: one process, no manifest, every file decoded (what a run counted before).
+    cfg = DataConfig(dataset=f"folder:{root}", holdout_fraction=0.2, labels_per_class=2)
+    alone = folder_counts(folders.FolderSource(str(root)), cfg)
+    assert alone["epochs"] == [21 - 4, 4, 21 - 4] and alone["test"] == 6
+    for worker in first + second:
+        assert worker["counts"] == alone
+    for start in starts:  # training time: disjoint shards that cover the split
+        assert sorted(start[0]["read"] + start[1]["read"]) == list(range(21))
+        assert start[0]["read"] == list(range(0, 21, 2))
