@@ -23,7 +23,7 @@ from typing import Dict, Optional, Sequence
 
 import tensorflow as tf
 
-from data import augment, folders, pipeline
+from data import augment, pipeline
 from tf2 import model as model_lib
 from tf2 import resnet
 
@@ -42,7 +42,7 @@ def preprocess_bytes(image_bytes: tf.Tensor, image_size: int) -> tf.Tensor:
     """(B,) encoded images -> (B, image_size, image_size, 3) float32 in [0, 1], as evaluation."""
     crop = center_crop_for(image_size)
     return tf.map_fn(
-        lambda contents: augment.preprocess_for_eval(folders.decode(contents), image_size,
+        lambda contents: augment.preprocess_for_eval(augment.decode_rgb(contents), image_size,
                                                      center_crop=crop),
         image_bytes, fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.float32))
 

@@ -124,22 +124,78 @@ def sample_crop_box(shape, seed, area_range=CROP_AREA_RANGE,
     return tf.stack([begin[0], begin[1], size[0], size[1]])  # (4,)
 
 
+def _with_channel_axis(image):
+    """(h, w) -> (h, w, 1); other ranks unchanged."""
+    image = tf.convert_to_tensor(image)
+    return image[:, :, tf.newaxis] if image.shape.rank == 2 else image
+
+
+def _crop(image, box):
+    """The (box[2], box[3], c) window of (h, w, c) `image` at offset (box[0], box[1])."""
+    return tf.slice(image, [box[0], box[1], 0], [box[2], box[3], -1])
+
+
 def random_resized_crop(image, seed, size, area_range=CROP_AREA_RANGE,
                         aspect_ratio_range=CROP_ASPECT_RATIO_RANGE, max_attempts=100):
     """Crops a box from `sample_crop_box` and resizes it bicubically.
 
+    Only the crop is converted by `to_rgb_float`: the same pixels as converting the whole
+    image first, for a fraction of the work.
+
     Args:
-      image: (h, w, c) float32 in [0, 1].
+      image: (h, w, c) or (h, w), anything `to_rgb_float` accepts (uint8 as decoded, or
+        float32 in [0, 1]).
       seed: (2,) int32/int64.
       size: output side in pixels.
       area_range, aspect_ratio_range, max_attempts: as in `sample_crop_box`.
 
     Returns:
-      (size, size, c) float32 in [0, 1].
+      (size, size, 3) float32 in [0, 1].
     """
+    image = _with_channel_axis(image)
     box = sample_crop_box(tf.shape(image), seed, area_range, aspect_ratio_range, max_attempts)
-    crop = tf.slice(image, [box[0], box[1], 0], [box[2], box[3], -1])  # (crop_h, crop_w, c)
-    return _resize(crop, size)
+    return _resize(to_rgb_float(_crop(image, box)), size)
+
+
+def decode_rgb(contents):
+    """JPEG, PNG, GIF or BMP bytes -> (h, w, 3) uint8 (grey repeated, alpha dropped)."""
+    return tf.io.decode_image(contents, channels=3, expand_animations=False)
+
+
+def decode_random_crop(contents, seed, area_range=CROP_AREA_RANGE,
+                       aspect_ratio_range=CROP_ASPECT_RATIO_RANGE, max_attempts=100):
+    """The window `random_resized_crop` would take of decode_rgb(contents), before resizing.
+
+    A JPEG is decoded only inside the window (`tf.io.decode_and_crop_jpeg`), its box drawn
+    from the shape in the file's header, which is the decoded image's shape: the same seed
+    gives the same box, and the same pixels, as decoding first. Other formats are decoded
+    whole, then cropped.
+
+    Args:
+      contents: scalar string, the encoded image.
+      seed, area_range, aspect_ratio_range, max_attempts: as in `random_resized_crop`.
+
+    Returns:
+      (crop_height, crop_width, 3) uint8.
+    """
+    def jpeg_window():
+        height_width = tf.image.extract_jpeg_shape(contents)[:2]  # header only
+        box = sample_crop_box(tf.concat([height_width, [3]], 0), seed, area_range,
+                              aspect_ratio_range, max_attempts)
+        # A pixel more on each side (inside the image): the decoder upsamples the chroma of
+        # an edge pixel from its neighbour's sample, which must therefore be decoded too.
+        start = tf.maximum(box[:2] - 1, 0)
+        end = tf.minimum(box[:2] + box[2:] + 1, height_width)
+        wider = tf.io.decode_and_crop_jpeg(contents, tf.concat([start, end - start], 0),
+                                           channels=3)
+        return _crop(wider, tf.concat([box[:2] - start, box[2:]], 0))
+
+    def decoded_window():
+        image = decode_rgb(contents)
+        return _crop(image, sample_crop_box(tf.shape(image), seed, area_range,
+                                            aspect_ratio_range, max_attempts))
+    return tf.ensure_shape(tf.cond(tf.io.is_jpeg(contents), jpeg_window, decoded_window),
+                           [None, None, 3])
 
 
 def random_flip(image, seed):
@@ -401,7 +457,7 @@ def preprocess_for_pretrain(image, seed, size, color_jitter_strength=1.0, use_bl
     mode = resolve_color_distortion(color_distortion, _source_channels(image))
     # The blur seed is split off even without blur, so switching blur off keeps the rest.
     crop_seed, flip_seed, color_seed, blur_seed = _sub_seeds(seed, 4)
-    image = random_resized_crop(to_rgb_float(image), crop_seed, size, area_range)
+    image = random_resized_crop(image, crop_seed, size, area_range)
     image = random_flip(image, flip_seed)
     image = random_color_distortion(image, color_seed, color_jitter_strength, mode)
     if use_blur:
@@ -409,10 +465,18 @@ def preprocess_for_pretrain(image, seed, size, color_jitter_strength=1.0, use_bl
     return tf.ensure_shape(tf.clip_by_value(image, 0.0, 1.0), [size, size, 3])
 
 
-def preprocess_for_finetune(image, seed, size, area_range=CROP_AREA_RANGE):
-    """Random resized crop and flip only (fine-tuning and distillation): (size, size, 3)."""
+def preprocess_for_finetune(image, seed, size, area_range=CROP_AREA_RANGE, encoded=False):
+    """Random resized crop and flip only (fine-tuning and distillation): (size, size, 3).
+
+    With `encoded`, `image` is the encoded file (scalar string) and a JPEG is decoded only
+    inside the crop (`decode_random_crop`): the same pixels as decoding it first.
+    """
     crop_seed, flip_seed = _sub_seeds(seed, 2)
-    image = random_resized_crop(to_rgb_float(image), crop_seed, size, area_range)
+    if encoded:
+        window = decode_random_crop(image, crop_seed, area_range)  # (crop_h, crop_w, 3) uint8
+        image = _resize(to_rgb_float(window), size)
+    else:
+        image = random_resized_crop(image, crop_seed, size, area_range)
     return tf.ensure_shape(random_flip(image, flip_seed), [size, size, 3])
 
 

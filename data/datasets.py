@@ -208,6 +208,7 @@ class TfdsSource(source_lib.Source):
         shape, dtype = getattr(image, 'shape', None), getattr(image, 'dtype', None)
         self._image_bytes = (int(np.prod(shape)) if shape and None not in shape
                              and dtype == tf.uint8 else None)
+        self.reads_encoded = isinstance(image, tfds.features.Image)  # stored as PNG or JPEG
 
     @property
     def builder(self) -> tfds.core.DatasetBuilder:
@@ -226,8 +227,11 @@ class TfdsSource(source_lib.Source):
         return self._split_info(split).num_examples
 
     def as_dataset(self, split: str, shuffle_files: bool = False, seed: int = 0,
-                   input_context: Optional[tf.distribute.InputContext] = None
-                   ) -> tf.data.Dataset:
+                   input_context: Optional[tf.distribute.InputContext] = None,
+                   decode: bool = True) -> tf.data.Dataset:
+        if not decode:
+            return self._read(split, shuffle_files, seed, input_context,
+                              decoders={self._image_key: tfds.decode.SkipDecoding()})
         one_pipeline = input_context is None or input_context.num_input_pipelines == 1
         memory = self._in_memory(split) if one_pipeline and not shuffle_files else None
         if memory is not None:  # the same examples in the same order as a read from TFDS

@@ -27,6 +27,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from data import augment
 from data import manifest
 from data import source as source_lib
 
@@ -79,18 +80,13 @@ def _scan_split(path: str, class_names: Sequence[str]) -> Tuple[List[str], List[
     return paths, labels
 
 
-def decode(contents: tf.Tensor) -> tf.Tensor:
-    """JPEG or PNG bytes -> (h, w, 3) uint8."""
-    return tf.io.decode_image(contents, channels=3, expand_animations=False)
-
-
 def _decodes(paths: Sequence[str]) -> np.ndarray:
     """(len(paths),) bool: which files read and decode without error (one parallel pass)."""
     if not paths:
         return np.zeros([0], bool)
     ds = tf.data.Dataset.from_tensor_slices(list(paths)).enumerate()
     # Returning a value computed from the pixels keeps the decode from being pruned.
-    ds = ds.map(lambda i, p: (i, tf.shape(decode(tf.io.read_file(p)))[0]),
+    ds = ds.map(lambda i, p: (i, tf.shape(augment.decode_rgb(tf.io.read_file(p)))[0]),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
     ds = ds.ignore_errors()
     ok = np.zeros([len(paths)], bool)
@@ -160,6 +156,8 @@ class FilesSource(source_lib.Source):
       share: this process's part of the check, when several processes share it.
     """
 
+    reads_encoded = True
+
     def __init__(self, name: str, files: Dict[str, Tuple[List[str], List[int]]],
                  class_names: Sequence[str], where: Dict[str, str], root: str = '',
                  manifest_dir: Optional[str] = None, rescan: bool = False,
@@ -219,8 +217,8 @@ class FilesSource(source_lib.Source):
         return labels
 
     def as_dataset(self, split: str, shuffle_files: bool = False, seed: int = 0,
-                   input_context: Optional[tf.distribute.InputContext] = None
-                   ) -> tf.data.Dataset:
+                   input_context: Optional[tf.distribute.InputContext] = None,
+                   decode: bool = True) -> tf.data.Dataset:
         selected = self._selected(split)
         paths, labels = self._files[source_lib.base_split(split)]
         ds = tf.data.Dataset.from_tensor_slices({
@@ -229,11 +227,13 @@ class FilesSource(source_lib.Source):
         ds = source_lib.shard_by_index(ds, input_context)  # before reading: read only ours
         if shuffle_files:
             ds = ds.shuffle(len(paths), seed=seed)
-        ds = ds.map(lambda ex: {'image': decode(tf.io.read_file(ex['path'])),
+        read = augment.decode_rgb if decode else tf.identity
+        ds = ds.map(lambda ex: {'image': read(tf.io.read_file(ex['path'])),
                                 'label': ex['label'], 'index': ex['index']},
                     num_parallel_calls=tf.data.AUTOTUNE)
         # Every file decoded when the source was made (or at an earlier start: the manifest);
-        # a file changed since then is dropped (and logged) rather than ending the epoch.
+        # a file changed or removed since then is dropped (and logged) rather than ending the
+        # epoch.
         return ds.ignore_errors(log_warning=True)
 
 

@@ -55,10 +55,10 @@ def example_seed(seed: int, epoch: tf.Tensor, index: tf.Tensor) -> tf.Tensor:
 
 def _examples(source: source_lib.Source, cfg: DataConfig, split: str,
               input_context: tf.distribute.InputContext, keep: Optional[np.ndarray] = None,
-              shuffle_files: bool = False) -> tf.data.Dataset:
+              shuffle_files: bool = False, decode: bool = True) -> tf.data.Dataset:
     """This pipeline's examples of `split` (only those with keep[index] when given), cached."""
     ds = source.as_dataset(split, shuffle_files=shuffle_files, seed=cfg.seed,
-                           input_context=input_context)
+                           input_context=input_context, decode=decode)
     if keep is not None:
         keep = tf.constant(keep, tf.bool)
         ds = ds.filter(lambda ex: tf.gather(keep, ex['index']))
@@ -107,19 +107,28 @@ def _augment_options(cfg: DataConfig) -> dict:
     return dict(area_range=tuple(cfg.crop_area_range))
 
 
+def reads_encoded(source: source_lib.Source, cfg: DataConfig) -> bool:
+    """Whether the one-view stages (fine-tuning, distillation) read the encoded files and
+    decode only the crop of each (augment.decode_random_crop): when nothing is cached."""
+    return source.reads_encoded and not cfg.cache
+
+
 def _training_input_fn(source, cfg, global_batch_size, preprocess, keep=None,
-                       start_step=0) -> InputFn:
+                       start_step=0, encoded=False) -> InputFn:
     """input_fn of an endless, shuffled, augmented stream; preprocess(example, seed) -> dict.
 
     The stream starts at global step `start_step`: the examples of the steps already taken
     are skipped before augmentation (cheap), so a resumed run sees what it would have seen.
+    With `encoded`, examples carry the encoded file and preprocess decodes it; a file that
+    does not decode is skipped (logged), as a source skips it when it decodes.
     """
     source.check_split(cfg.train_split)
 
     def input_fn(input_context: tf.distribute.InputContext) -> tf.data.Dataset:
         batch_size = per_replica_batch_size(input_context, global_batch_size)
         ds = _examples(source, cfg, cfg.train_split, input_context, keep,
-                       shuffle_files=not cfg.cache)  # a cache keeps the first epoch's order
+                       shuffle_files=not cfg.cache,  # a cache keeps the first epoch's order
+                       decode=not encoded)
         ds = _epochs(ds, cfg)
         if start_step:
             # One global step takes one batch for each replica this pipeline feeds.
@@ -128,6 +137,8 @@ def _training_input_fn(source, cfg, global_batch_size, preprocess, keep=None,
             ds = ds.skip(start_step * batch_size * replicas_here)
         ds = ds.map(lambda epoch, ex: preprocess(ex, example_seed(cfg.seed, epoch, ex['index'])),
                     num_parallel_calls=AUTOTUNE)
+        if encoded:
+            ds = ds.ignore_errors(log_warning=True)
         return _finish(ds, cfg, batch_size, drop_remainder=True)
     return input_fn
 
@@ -175,12 +186,15 @@ def labelled_mask(source: source_lib.Source, cfg: DataConfig) -> np.ndarray:
 def finetune_input_fn(source: source_lib.Source, cfg: DataConfig,
                       global_batch_size: int, start_step: int = 0) -> InputFn:
     """Random crop and flip of the labelled training examples (a subset: see labelled_mask)."""
+    encoded = reads_encoded(source, cfg)
+
     def preprocess(ex, seed):
         image = augment.preprocess_for_finetune(ex['image'], seed, cfg.image_size,
-                                                **_augment_options(cfg))
+                                                encoded=encoded, **_augment_options(cfg))
         return {'image': image, **_label_and_index(ex)}
     return _training_input_fn(source, cfg, global_batch_size, preprocess,
-                              keep=labelled_mask(source, cfg), start_step=start_step)
+                              keep=labelled_mask(source, cfg), start_step=start_step,
+                              encoded=encoded)
 
 
 def distill_input_fn(source: source_lib.Source, cfg: DataConfig,
@@ -196,16 +210,18 @@ def distill_input_fn(source: source_lib.Source, cfg: DataConfig,
         in_subset = lambda ex: tf.gather(mask, ex['index'])  # noqa: E731
     else:
         in_subset = lambda ex: ex['label'] >= 0  # noqa: E731
+    encoded = reads_encoded(source, cfg)
 
     def preprocess(ex, seed):
         image = augment.preprocess_for_finetune(ex['image'], seed, cfg.image_size,
-                                                **_augment_options(cfg))
+                                                encoded=encoded, **_augment_options(cfg))
         labelled = in_subset(ex)
         label = tf.where(labelled, tf.cast(ex['label'], tf.int32), -1)
         return {'image': image, 'label': label, 'label_mask': tf.cast(labelled, tf.float32),
                 'index': ex['index']}
     return _training_input_fn(source, cfg, global_batch_size, preprocess,
-                              keep=training_mask(source, cfg), start_step=start_step)
+                              keep=training_mask(source, cfg), start_step=start_step,
+                              encoded=encoded)
 
 
 def num_train_examples(source: source_lib.Source, cfg: DataConfig, train_mode: str) -> int:

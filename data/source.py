@@ -42,6 +42,8 @@ class Source(abc.ABC):
     name: str
     class_names: Sequence[str]
     splits: Sequence[str]
+    # Whether as_dataset(decode=False) gives the encoded files (see as_dataset).
+    reads_encoded: bool = False
 
     @property
     def num_classes(self) -> int:
@@ -67,8 +69,8 @@ class Source(abc.ABC):
 
     @abc.abstractmethod
     def as_dataset(self, split: str, shuffle_files: bool = False, seed: int = 0,
-                   input_context: Optional[tf.distribute.InputContext] = None
-                   ) -> tf.data.Dataset:
+                   input_context: Optional[tf.distribute.InputContext] = None,
+                   decode: bool = True) -> tf.data.Dataset:
         """The examples of `split`, one pass, as dicts {'image', 'label', 'index'}.
 
         Args:
@@ -76,6 +78,8 @@ class Source(abc.ABC):
           shuffle_files: read the files in a seeded random order (TFDS sources).
           seed: seed of the file order.
           input_context: when given, only this input pipeline's share of the examples.
+          decode: False (only where `reads_encoded`): 'image' is the encoded file, a
+            scalar string, for a pipeline that decodes only what it needs of it.
 
         Returns:
           tf.data.Dataset of {'image': uint8 (h, w, c), 'label': int64, 'index': int64}.

@@ -192,6 +192,55 @@ def test_random_resized_crop_takes_the_sampled_box():
                                    expected, atol=1e-6)
 
 
+def test_crop_of_uint8_equals_crop_of_the_converted_image():
+    """Only the window is converted: the pixels of converting the whole image first."""
+    image = np.random.RandomState(4).randint(0, 256, (30, 22, 3)).astype(np.uint8)
+    gray = image[..., 0]  # (h, w): repeated over three channels
+    for k in range(4):
+        for source in (image, gray):
+            ours = augment.random_resized_crop(source, _seed(k), 16).numpy()
+            whole = augment.random_resized_crop(augment.to_rgb_float(source), _seed(k), 16)
+            np.testing.assert_array_equal(ours, whole.numpy())
+
+
+def _blocks_jpeg(shape, seed, subsampling):
+    """A JPEG of random colour blocks: sharp chroma edges everywhere, the hard case for a
+    decoder that upsamples the chroma of a window's edge pixels."""
+    rng = np.random.RandomState(seed)
+    blocks = rng.randint(0, 256, (shape[0] // 5 + 1, shape[1] // 3 + 1, shape[2]))
+    pixels = np.kron(blocks, np.ones((5, 3, 1)))[:shape[0], :shape[1]].astype(np.uint8)
+    return tf.io.encode_jpeg(pixels, quality=90, chroma_downsampling=subsampling)
+
+
+@pytest.mark.parametrize("shape, subsampling", [((61, 83, 3), True), ((77, 50, 3), False),
+                                                ((40, 57, 1), True)])
+def test_decoding_only_the_crop_gives_the_crop_of_the_decoded_image(shape, subsampling):
+    """The same box and the same pixels for a seed, JPEG (colour or grey) or PNG."""
+    contents = _blocks_jpeg(shape, sum(shape), subsampling)
+    decoded = augment.decode_rgb(contents).numpy()
+    for k in range(40):
+        seed = _seed(k, base=11)
+        y, x, h, w = augment.sample_crop_box(tf.shape(decoded), seed).numpy()
+        np.testing.assert_array_equal(augment.decode_random_crop(contents, seed).numpy(),
+                                      decoded[y:y + h, x:x + w])
+    png = tf.io.encode_png(decoded)  # not a JPEG: decoded whole, then cropped
+    for k in range(3):
+        y, x, h, w = augment.sample_crop_box(tf.shape(decoded), _seed(k)).numpy()
+        np.testing.assert_array_equal(augment.decode_random_crop(png, _seed(k)).numpy(),
+                                      decoded[y:y + h, x:x + w])
+
+
+def test_finetune_view_from_the_encoded_file_equals_the_decoded_one():
+    contents = _blocks_jpeg((90, 120, 3), 5, True)
+    decoded = augment.decode_rgb(contents)
+    fn = lambda c, s: augment.preprocess_for_finetune(c, s, 32, encoded=True)  # noqa: E731
+    for k in range(8):
+        slow = augment.preprocess_for_finetune(decoded, _seed(k), 32).numpy()
+        in_graph = tf.data.Dataset.from_tensors((contents, _seed(k))).map(fn)
+        np.testing.assert_array_equal(fn(contents, _seed(k)).numpy(), slow)
+        np.testing.assert_array_equal(in_graph.get_single_element().numpy(), slow)
+
+
 # ------------------------------------------------------------------ flip
 
 def test_flip_rate_and_pixels():

@@ -134,3 +134,34 @@ def test_unlabelled_folder_pretrains_and_distills_but_cannot_finetune(tmp_path):
     # A constant image stays constant through crop, flip and jitter: one value per view.
     views = pretrain['image'].numpy().reshape(4, 64, 2, 3)  # (b, pixels, view, rgb)
     assert np.ptp(views, axis=1).max() < 1e-5
+
+
+def test_one_view_stages_without_cache_decode_only_the_crop(tmp_path, caplog):
+    """cache off: fine-tuning and distillation read the JPEG files and decode only each crop
+    (augment.decode_random_crop); the stream holds the cached one's pixels, and a file that
+    broke since the scan is skipped."""
+    rng = np.random.RandomState(0)
+    for name in 'ab':
+        (tmp_path / name).mkdir()
+    for i in range(12):  # a: 0, 2, ..., 10 (indices 0-5); b: 1, 3, ..., 11 (indices 6-11)
+        smooth = np.kron(rng.randint(0, 256, (4, 5, 3)), np.ones((10, 10, 1)))
+        Image.fromarray(smooth.astype(np.uint8)).save(tmp_path / 'ab'[i % 2] / f'{i:02d}.jpg')
+    folder = datasets.load(DataConfig(dataset=f'folder:{tmp_path}', data_dir=str(tmp_path)))
+    context = tf.distribute.InputContext()
+    for make in (pipeline.finetune_input_fn, pipeline.distill_input_fn):
+        batches = {}
+        for cache in (True, False):
+            cfg = DataConfig.tiny(dataset=f'folder:{tmp_path}', image_size=16, cache=cache,
+                                  label_fraction=1.0)
+            assert pipeline.reads_encoded(folder, cfg) is not cache
+            batch = next(iter(make(folder, cfg, 12)(context)))  # one epoch, file order unlike
+            order = np.argsort(batch['index'].numpy())
+            batches[cache] = {k: v.numpy()[order] for k, v in batch.items()}
+        np.testing.assert_array_equal(batches[False]['index'], np.arange(12))
+        np.testing.assert_array_equal(batches[True]['label'], [0] * 6 + [1] * 6)
+        np.testing.assert_array_equal(batches[False]['label'], batches[True]['label'])
+        np.testing.assert_array_equal(batches[True]['image'], batches[False]['image'])
+    (tmp_path / 'a' / '04.jpg').write_bytes(b'broken after the scan')  # index 2
+    cfg = DataConfig.tiny(dataset=f'folder:{tmp_path}', image_size=16, cache=False)
+    indices = next(iter(pipeline.finetune_input_fn(folder, cfg, 22)(context)))['index']
+    assert sorted(indices.numpy().tolist()) == sorted([i for i in range(12) if i != 2] * 2)
