@@ -222,12 +222,12 @@ from data import datasets, folders, pipeline
 from data.config import DataConfig
 from tf2 import distribute
 strategy = distribute.make_strategy("multi_worker")
+share = folders.scan_share(strategy)
 decoded, decodes = [], folders._decodes
 folders._decodes = lambda paths: (decoded.extend(paths), decodes(paths))[1]
 cfg = DataConfig(dataset=f"folder:{root}", data_dir=data_dir, holdout_fraction=0.2,
                  labels_per_class=2)
-share = distribute.scan_share(strategy)
-source = datasets.load(cfg, share)
+source = datasets.load(cfg, strategy)
 context = tf.distribute.InputContext(2, share.index, 2)
 read = [int(ex["index"]) for ex in source.as_dataset("train", input_context=context)]
 with open(out, "w") as f:
