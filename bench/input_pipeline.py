@@ -102,6 +102,12 @@ def make_jpeg_folder(root: str, count: int = 200, seed: int = 0, sides=(256, 500
     return root
 
 
+def jpeg_paths(root: str) -> list:
+    """The sorted paths of the .jpg files under `root`."""
+    return sorted(os.path.join(d, f) for d, _, names in os.walk(root) for f in names
+                  if f.endswith(".jpg"))
+
+
 def measure(source, cfg: DataConfig, batch: int, warmup_batches: int, window_batches: int,
             repeats: int) -> dict:
     """Views/s of the pretraining stream over `repeats` windows after a warm-up."""
@@ -229,9 +235,7 @@ def child_arm(row: str, program: str, folder: str, tf2_dir: str, seconds: float,
     os.sched_setaffinity(0, {max(os.sched_getaffinity(0))})
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
-    paths = sorted(os.path.join(d, f) for d, _, names in os.walk(folder) for f in names
-                   if f.endswith(".jpg"))
-    contents = [open(p, "rb").read() for p in paths]
+    contents = [open(p, "rb").read() for p in jpeg_paths(folder)]
     if program == "ceiling":
         fn = lambda c, i: tf.io.decode_jpeg(c, channels=3)  # noqa: E731
     else:

@@ -27,7 +27,7 @@ import statistics
 import time
 
 from bench import harness
-from bench.input_pipeline import encode_random_jpegs, make_jpeg_folder
+from bench.input_pipeline import encode_random_jpegs, jpeg_paths, make_jpeg_folder
 
 IMAGENET_TRAIN_FILES = 1_281_167
 TARGET_FACTOR, TARGET_SECONDS = 20.0, 10.0
@@ -58,7 +58,7 @@ def child_decode_rate(sample: int) -> dict:
     root = tempfile.mkdtemp(prefix="simclr_imagenet_size_")
     try:
         make_jpeg_folder(root, sample, sides=IMAGENET_SIDES)
-        paths = sorted(os.path.join(d, f) for d, _, names in os.walk(root) for f in names)
+        paths = jpeg_paths(root)
         folders._decodes(paths[:16])  # warm-up
         tic = time.perf_counter()
         ok = folders._decodes(paths)
@@ -72,8 +72,7 @@ def child_decode_rate(sample: int) -> dict:
 
 def _rewrite(folder: str, fraction: float, seed: int) -> int:
     """Rewrites every 1/fraction-th file with other pixels; returns how many."""
-    paths = sorted(os.path.join(d, f) for d, _, names in os.walk(folder) for f in names)
-    chosen = paths[::round(1 / fraction)]
+    chosen = jpeg_paths(folder)[::round(1 / fraction)]
     for path, jpeg in zip(chosen, encode_random_jpegs(len(chosen), SMALL_SIDES, seed)):
         with open(path, "wb") as f:
             f.write(jpeg)
