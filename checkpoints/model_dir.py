@@ -54,6 +54,17 @@ def _try_lock(path: str) -> Optional[int]:
     return fd
 
 
+def _held(path: str) -> bool:
+    """True if a live process holds the lock on `path`; probing creates no lock file."""
+    if not os.path.exists(path):  # lock files are never removed: no file, no holder
+        return False
+    fd = _try_lock(path)
+    if fd is None:
+        return True
+    os.close(fd)
+    return False
+
+
 def _holder(path: str) -> str:
     """What the lock file says about its holder: 'process 123 on host h since ...'."""
     try:
@@ -151,12 +162,8 @@ class Claim:
 
     def _no_other_writer(self) -> bool:
         """True if no live process of a role this claim lacks may be exporting right now."""
-        for role in {TRAIN, EVAL} - set(self.roles):
-            fd = _try_lock(_lock_path(self.directory, role))
-            if fd is None:
-                return False
-            os.close(fd)
-        return True
+        return not any(_held(_lock_path(self.directory, role))
+                       for role in {TRAIN, EVAL} - set(self.roles))
 
 
 def _remove(directory: str, is_debris) -> List[str]:

@@ -10,15 +10,16 @@ import pytest
 from checkpoints import model_dir
 
 REPO = Path(__file__).resolve().parents[2]
-HOLDER = ("import sys, time; sys.path.insert(0, sys.argv[1]); "
+HOLDER = ("import sys; sys.path.insert(0, sys.argv[1]); "
           "from checkpoints import model_dir; claim = model_dir.Claim(sys.argv[2], sys.argv[3:]); "
-          "print('held', flush=True); time.sleep(120)")
+          "print('held', flush=True); sys.stdin.read()")
 
 
 def start_holder(directory, *roles):
-    """A process that holds `roles` on `directory` until killed; returns it once it holds."""
+    """A process that holds `roles` on `directory` until killed (or its stdin closes: no time
+    limit a slow machine could reach); returns it once it holds."""
     proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(REPO), str(directory), *roles],
-                            stdout=subprocess.PIPE, text=True)
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "held"
     return proc
 
@@ -97,6 +98,21 @@ def test_exports_in_progress_of_a_live_evaluator_are_left_alone(tmp_path):
     claim = model_dir.Claim(str(tmp_path / "again"), [model_dir.EVAL])
     assert [os.path.basename(p) for p in claim.clean_debris()] == [".tmp-export-4-0123abcd"]
     assert (tmp_path / "again" / "ckpt-4_temp").is_dir()
+
+
+def test_probing_for_another_writer_creates_no_lock_file(tmp_path):
+    """A training claim checks for a live evaluator before removing export debris; that check
+    must not leave an .eval.lock in a run that was never evaluated (nor the reverse)."""
+    make_debris(tmp_path / "train")
+    claim = model_dir.Claim(str(tmp_path / "train"), [model_dir.TRAIN])
+    assert len(claim.clean_debris()) == 2
+    claim.release()
+    make_debris(tmp_path / "eval")
+    claim = model_dir.Claim(str(tmp_path / "eval"), [model_dir.EVAL])
+    assert len(claim.clean_debris()) == 1
+    claim.release()
+    assert sorted(p.name for p in (tmp_path / "train").glob(".*.lock")) == [".train.lock"]
+    assert sorted(p.name for p in (tmp_path / "eval").glob(".*.lock")) == [".eval.lock"]
 
 
 def test_check_writable_creates_the_directory_and_refuses_a_file(tmp_path):
