@@ -5,7 +5,6 @@ Statistics use 2000 seeds (fixed, so the tests are deterministic); tolerances ar
 """
 import colorsys
 import os
-import subprocess
 import sys
 
 import numpy as np
@@ -13,6 +12,7 @@ import pytest
 import tensorflow as tf
 
 from data import augment
+from tests import hang_guard
 
 DRAWS = 2000
 
@@ -103,7 +103,7 @@ def test_same_pixels_in_another_process(tmp_path):
         f"np.save(r'{tmp_path / 'views.npy'}', augment.two_views(image, tf.constant([4, 2]), 16))\n")
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="3",
                TF_ENABLE_ONEDNN_OPTS="0", PYTHONPATH=os.getcwd())
-    subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=120,
+    hang_guard.run([sys.executable, "-c", script], env=env, check=True,
                    capture_output=True)
     here = augment.two_views(_random_image((24, 20, 3)), tf.constant([4, 2]), 16).numpy()
     np.testing.assert_array_equal(np.load(tmp_path / "views.npy"), here)

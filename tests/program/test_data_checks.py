@@ -6,7 +6,6 @@ folders of the toy images whose class names differ; the expected sentences are s
 """
 import json
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from data import subsets
 from data.config import DataConfig
 from flags import checks
 from tf2 import config as cfg_lib
+from tests import hang_guard
 from tf2 import model as model_lib
 
 REPO = Path(__file__).resolve().parents[2]
@@ -27,8 +27,8 @@ TINY = ["--width_multiplier=1", "--image_size=16", "--proj_out_dim=16", "--train
 
 
 def _run(args, cwd):
-    return subprocess.run([sys.executable, str(REPO / "run.py"), *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=120)
+    return hang_guard.run([sys.executable, str(REPO / "run.py"), *args], cwd=cwd,
+                          capture_output=True, text=True)
 
 
 def _copy_classes(toy, root, renames):

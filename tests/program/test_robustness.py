@@ -17,12 +17,14 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from conftest import FASHION, PRETRAIN, RUN_TIMEOUT  # noqa: E402
+from conftest import FASHION, PRETRAIN  # noqa: E402
+from tests import hang_guard  # noqa: E402
 
 runs = pytest.mark.runs
-HOLDER = ("import sys, time; sys.path.insert(0, sys.argv[1]); "
+# Holds the lock until the test kills it or closes its stdin (no time limit).
+HOLDER = ("import sys; sys.path.insert(0, sys.argv[1]); "
           "from checkpoints import model_dir; claim = model_dir.Claim(sys.argv[2], ['train']); "
-          "print('held', flush=True); time.sleep(300)")
+          "print('held', flush=True); sys.stdin.read()")
 # run.py with TensorFlow's CheckpointManager.save failing from step FULL_AT_STEP on the way a
 # full disk makes it fail (a half-written shard directory, then ResourceExhaustedError), or
 # with FULL_AT_STEP=export, the SavedModel export failing as Python's file calls do (OSError).
@@ -55,9 +57,8 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 
 
 def _run(args, cwd=REPO, prefix=(), env=None):
-    proc = subprocess.run([*prefix, sys.executable, str(REPO / "run.py"), *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=RUN_TIMEOUT, env=env)
-    return proc
+    return hang_guard.run([*prefix, sys.executable, str(REPO / "run.py"), *args], cwd=cwd,
+                          capture_output=True, text=True, env=env)
 
 
 def _one_error(proc, status):
@@ -88,7 +89,7 @@ def test_busy_model_dir_is_refused_naming_the_holder_then_debris_cleaned(runs, t
     args = [*PRETRAIN, *_fashion(runs), "--train_steps=2", "--lineareval_while_pretraining=false",
             f"--model_dir={model_dir}"]
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(REPO), str(model_dir)],
-                              stdout=subprocess.PIPE, text=True)
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
         error = _one_error(_run(args), 2)
@@ -209,8 +210,8 @@ def test_disk_full_stops_with_one_line_and_keeps_the_checkpoints(runs, tmp_path,
     args = [*PRETRAIN, *_fashion(runs), "--train_steps=4" if full_at == "4" else
             "--train_steps=2", "--checkpoint_steps=2", "--lineareval_while_pretraining=false",
             f"--model_dir={model_dir}"]
-    proc = subprocess.run([sys.executable, str(tmp_path / "driver.py"), str(REPO / "run.py"),
-                           *args], cwd=REPO, capture_output=True, text=True, timeout=RUN_TIMEOUT,
+    proc = hang_guard.run([sys.executable, str(tmp_path / "driver.py"), str(REPO / "run.py"),
+                           *args], cwd=REPO, capture_output=True, text=True,
                           env=dict(os.environ, FULL_AT_STEP=full_at))
     error = _one_error(proc, 1)
     assert f"the disk of {model_dir} is full" in error and "No space left on device" in error
