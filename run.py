@@ -18,7 +18,10 @@ import os
 import sys
 from typing import Optional
 
-# TensorFlow's C++ INFO and WARNING lines would bury the progress lines; set it to 0 to see them.
+# TensorFlow's C++ INFO and WARNING lines would bury the progress lines. SIMCLR_TF_LOG=1 or
+# --verbosity=1 shows TensorFlow's whole log, start-up notices included (_quiet_libraries).
+FULL_TF_LOG_VARIABLE = "SIMCLR_TF_LOG"
+_TF_LOG_LEVEL_GIVEN = "TF_CPP_MIN_LOG_LEVEL" in os.environ
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, logging  # noqa: E402
@@ -38,14 +41,28 @@ def _fail(message: str, status: int = 2):
     sys.exit(status)
 
 
-def _quiet_libraries():
-    """Python-side TensorFlow and TFDS warnings and TFDS progress bars off.
+def _full_tf_log() -> bool:
+    return os.environ.get(FULL_TF_LOG_VARIABLE) == "1" or FLAGS.verbosity >= 1
 
-    They are about the libraries' own deprecations, not the run; our warnings stay.
+
+def _quiet_libraries():
+    """TensorFlow's start-up notices, Python-side TensorFlow and TFDS warnings, TFDS progress
+    bars off; SIMCLR_TF_LOG=1 or --verbosity=1 keeps the log (the bars stay off).
+
+    The start-up notices (stages/startup_log.py) look like errors on a healthy CPU-only
+    machine; the warnings are about the libraries' own deprecations, not the run. Any other
+    line TensorFlow writes while starting, and our warnings, still show.
     """
     import logging as std_logging
 
-    import tensorflow as tf
+    if _full_tf_log():
+        if not _TF_LOG_LEVEL_GIVEN:
+            os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
+        import tensorflow_datasets as tfds
+        tfds.disable_progress_bar()
+        return
+    from stages import startup_log
+    tf = startup_log.import_quietly()
     import tensorflow_datasets as tfds
     tf.get_logger().setLevel("ERROR")
     tfds.disable_progress_bar()
@@ -157,32 +174,49 @@ def _claim_model_dir(cfg, chief):
     return claim
 
 
-def _report(run: _Run, result=None):
+def _report(run: _Run, result=None, teacher=None):
+    """Where the results are (model_dir is in the banner above), the evaluation, what next."""
     from checkpoints import export as export_lib
     cfg = run.cfg
     steps = export_lib.exported_steps(cfg.export_dir)
     exported = os.path.join(cfg.export_dir, str(steps[-1])) if steps else "(none)"
-    print(f"\nmodel_dir:   {cfg.model_dir}")
-    print(f"SavedModel:  {exported}")
+    print(f"\nSavedModel:  {exported}")
     print(f"TensorBoard: {commands.tensorboard_command(cfg.model_dir)}")
     if result:
         print(f"eval:        top-1 {result['top1']:.4f}  top-5 {result['top5']:.4f} "
               f"on {result['num_examples']} examples (step {result['global_step']})")
-    _print_next(run, cfg.data.dataset)
-
-
-def _print_next(run: _Run, dataset):
-    """The next stage's command, or what is done and how to use the model when a distilled
-    model was evaluated."""
-    command = run.next_command
-    if command is None:
-        print("done:        the three stages are complete: the SavedModel above is the "
-              "distilled model (a TF Hub module; README, 'Checkpoints, resuming, SavedModels'); "
-              "--eval_split=<split> evaluates it on another split. To use it, the command "
-              "below writes its predictions and embeddings of the split just evaluated into runs/predict "
-              "(--dataset=folder:PATH for yours; README, 'Step 4').")
+    if run.next_command is None:
+        print(_done(cfg, result, teacher))
         print(f"use:         {run.use_command}", flush=True)
         return
+    _print_next(run.next_command, cfg.data.dataset)
+
+
+def _done(cfg, student, teacher) -> str:
+    """The last word after the distilled model's evaluation: the student against its teacher,
+    and how to use it (the `use:` command printed next)."""
+    lines = ["done:        the three stages are complete: the SavedModel above is the distilled "
+             "model (a TF Hub module; README, 'Checkpoints, resuming, SavedModels'); "
+             "--eval_split=<split> evaluates it on another split. To use it, the command below "
+             "writes its predictions and embeddings of the split just evaluated into "
+             "runs/predict (--dataset=folder:PATH for yours; README, 'Step 4')."]
+    if student and teacher:
+        gap = 100 * (student["top1"] - teacher["top1"])
+        lines.append(f"             top-1 on split {student['split']}: student "
+                     f"{student['top1']:.4f}, teacher {teacher['top1']:.4f} ({cfg.teacher}, "
+                     f"{teacher['how']}).")
+        if gap < 0:
+            lines.append(f"             The student is WORSE than its teacher by {-gap:.2f} "
+                         f"points: the teacher ({cfg.teacher}) is the better model; a "
+                         "longer distillation (a larger --train_epochs) may close the gap.")
+        else:
+            lines.append(f"             The student matches or beats its teacher "
+                         f"(+{gap:.2f} points).")
+    return "\n".join(lines)
+
+
+def _print_next(command, dataset):
+    """The next stage's command (and a note when it needs a labelled data set)."""
     if f"--dataset={commands.LABELLED}" in command:
         print(f"note:        fine-tuning needs a labelled data set, and {dataset} has no "
               f"classes: replace {commands.LABELLED} with folder:/path (one sub-folder per "
@@ -316,13 +350,14 @@ def main(argv):
     claim = _claim_model_dir(cfg, run.chief)  # noqa: F841  held until the process ends
     _print_banner(run)  # before _setup seeds Keras: it builds a network
     _setup(cfg)
-    result = None
+    result = teacher = None
     try:
         if cfg.mode in ("train", "train_then_eval"):
             STAGES[cfg.train_mode].module().run(cfg, run.strategy, run.source,
                                                 is_chief=run.chief, record=_run_record(run))
         if cfg.mode in ("eval", "train_then_eval"):
             result = _evaluate(run)
+            teacher = _teacher_score(run, result)
     except (loop.NonFiniteLossError, ckpt_lib.UnreadableCheckpointError, ckpt_lib.DiskFullError,
             evaluate.NoCheckpointError, FileNotFoundError, ValueError) as e:
         logging.info("Traceback (shown with --verbosity=0):", exc_info=True)
@@ -341,7 +376,21 @@ def main(argv):
         logging.info("Traceback (shown with --verbosity=0):", exc_info=True)
         _fail(str(full), status=1)
     if run.chief:
-        _report(run, result)
+        _report(run, result, teacher)
+
+
+def _teacher_score(run: _Run, student):
+    """distill.teacher_score after a distilled model's evaluation (every worker: it may
+    evaluate); None for the other stages, or with a warning when the teacher is gone."""
+    if run.cfg.train_mode != "distill" or not run.cfg.teacher:
+        return None
+    from stages import distill
+    try:
+        return distill.teacher_score(run.cfg, run.strategy, run.source, student,
+                                     show=run.chief)
+    except (FileNotFoundError, ValueError) as e:
+        logging.warning("Not compared with the teacher %s: %s", run.cfg.teacher, e)
+        return None
 
 
 def _evaluate(run: _Run):

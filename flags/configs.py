@@ -89,9 +89,9 @@ def run_config(f: absl_flags.FlagValues, num_train_examples: int, class_names=()
                eval_split=FLAG, precision=None) -> cfg_lib.RunConfig:
     """The final RunConfig of the parsed flags `f` (validated beforehand).
 
-    With --mode=eval, the network, stage and length come from the config.json of the run in
-    model_dir (when there is one): evaluation rebuilds that network and knows its last step
-    whatever flags are given now.
+    With --mode=eval, the network, stage, length and teacher come from the config.json of the
+    run in model_dir (when there is one): evaluation rebuilds that network and knows its last
+    step whatever flags are given now.
 
     Args:
       f: the parsed flags.
@@ -103,14 +103,14 @@ def run_config(f: absl_flags.FlagValues, num_train_examples: int, class_names=()
       precision: the `tf2.precision.Choice` of --precision on this hardware; default:
         --precision as given, without a reason.
     """
-    parts = _flag_parts(f, num_train_examples, class_names)
+    parts = {**_flag_parts(f, num_train_examples, class_names), "teacher": f.teacher}
     every = f.checkpoint_steps or parts["train"].epochs_to_steps(f.checkpoint_epochs)
     data = data_config(f, eval_split)
     if f.mode == "eval":
         parts.update(_trained_parts(model_dir(f), data))
     return cfg_lib.RunConfig(
         **parts, data=data, model_dir=model_dir(f), checkpoint=f.checkpoint,
-        teacher=f.teacher, keep_checkpoint_max=f.keep_checkpoint_max,
+        keep_checkpoint_max=f.keep_checkpoint_max,
         keep_hub_module_max=f.keep_hub_module_max, checkpoint_every_steps=every,
         eval_batch_size=f.eval_batch_size, eval_steps=f.eval_steps,
         precision=precision.policy if precision else f.precision,
@@ -121,9 +121,10 @@ def run_config(f: absl_flags.FlagValues, num_train_examples: int, class_names=()
         mode=f.mode, eval_timeout=f.eval_timeout, deterministic=f.deterministic)
 
 
-# What --mode=eval takes from the evaluated run's config.json.
+# What --mode=eval takes from the evaluated run's config.json (the teacher: to compare the
+# distilled student with it).
 _TRAINED_PARTS = ("model", "head", "train", "train_mode", "optimizer", "class_names",
-                  "lineareval_while_pretraining")
+                  "lineareval_while_pretraining", "teacher")
 
 
 def _trained_parts(directory: str, data) -> dict:

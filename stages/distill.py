@@ -5,7 +5,9 @@ unlabelled batch with soft targets at temperature tau (Eq. 2). With `distill_alp
 labelled examples of the batch add a cross-entropy term (Eq. 3). The student is built from the
 model flags: the teacher's architecture gives self-distillation, a smaller one big-to-small.
 """
+import json
 import os
+from typing import Optional
 
 import tensorflow as tf
 
@@ -14,7 +16,7 @@ from checkpoints import warm_start as warm_start_lib
 from checkpoints import manager as ckpt_lib
 from data import pipeline
 from tf2 import losses, model as model_lib, optimizers
-from stages import finetune, loop
+from stages import evaluate, finetune, loop
 from stages import monitor as monitor_lib
 from tf2.config import RunConfig
 
@@ -109,3 +111,52 @@ def run(cfg: RunConfig, strategy, source, is_chief=True, record=None) -> str:
             source, cfg.data, cfg.train.train_batch_size, start_step=start))
     loop.run_stage(cfg, strategy, parts, is_chief=is_chief, record=record)
     return cfg.model_dir
+
+
+def teacher_score(cfg: RunConfig, strategy, source, student: dict, show: bool = True) -> dict:
+    """The teacher's top-1 on the examples the student's evaluation `student` scored.
+
+    Read from the teacher run's result.json when that scored the same weights (step) on the
+    same data set, split and number of examples; otherwise the teacher is evaluated now.
+
+    Args:
+      student: `evaluate.run`'s result for the distilled model.
+      show: print the evaluation's progress (the chief).
+
+    Returns:
+      {'top1': float, 'how': 'its result.json' or 'evaluated now'}.
+    """
+    same = ("dataset", "split", "num_examples")
+    recorded = _recorded_result(cfg.teacher)
+    if recorded is not None and all(recorded.get(k) == student.get(k) for k in same):
+        return {"top1": recorded["top1"], "how": "its result.json"}
+    with strategy.scope():
+        teacher = Teacher(cfg.teacher, cfg, source.num_classes)
+    result = evaluate.score(cfg, strategy, source, teacher,
+                            f"Evaluating the teacher {cfg.teacher} on split {student['split']}",
+                            show=show)
+    return {"top1": result["top1"], "how": "evaluated now"}
+
+
+def _recorded_result(teacher: str) -> Optional[dict]:
+    """The result.json of the run that wrote `teacher`, if it is about the teacher's step.
+
+    `teacher` is a model_dir or checkpoint prefix (its latest or named step) or one of our
+    SavedModels `<model_dir>/saved_model/<step>`; anything else has no record.
+    """
+    if export_lib.is_saved_model_dir(teacher):
+        parent, step = os.path.split(os.path.normpath(teacher))
+        run_dir, folder = os.path.split(parent)
+        if folder != "saved_model" or not step.isdigit():
+            return None
+        step = int(step)
+    else:
+        prefix = ckpt_lib.resolve_checkpoint(teacher)
+        run_dir, step = os.path.dirname(prefix), prefix.rsplit("-", 1)[-1]
+        step = int(step) if step.isdigit() else None
+    path = os.path.join(run_dir, "result.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        result = json.load(f)
+    return result if result.get("global_step") == step else None

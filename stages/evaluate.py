@@ -14,7 +14,7 @@ from checkpoints import export as export_lib
 from checkpoints import manager as ckpt_lib
 from data import pipeline
 from tf2 import model as model_lib
-from stages import summaries
+from stages import loop, summaries
 from tf2.config import RunConfig
 
 
@@ -27,9 +27,16 @@ def build(cfg: RunConfig, num_classes: int):
 
 def make_step_fn(model):
     """Returns one replica's evaluation step: batch -> summed top-1/top-5 hits and count."""
+    return _hits_step_fn(_logits_of(model))
 
+
+def _logits_of(model):
+    return lambda images: model(images, training=False)[model_lib.LOGITS_SUP]
+
+
+def _hits_step_fn(logits_fn):
     def step_fn(batch):
-        logits = model(batch["image"], training=False)[model_lib.LOGITS_SUP]
+        logits = logits_fn(batch["image"])
         labels = tf.cast(batch["label"], tf.int32)
         top1 = tf.math.in_top_k(labels, logits, 1)
         top5 = tf.math.in_top_k(labels, logits, min(5, logits.shape[-1]))
@@ -40,17 +47,18 @@ def make_step_fn(model):
     return step_fn
 
 
-def evaluate_checkpoint(cfg: RunConfig, strategy, source, prefix: str,
-                        export: bool = False) -> dict:
-    """Top-1/top-5 accuracy of the checkpoint `prefix` over the eval split.
+def score(cfg: RunConfig, strategy, source, logits_fn, what: str, show: bool = True) -> dict:
+    """Top-1/top-5 of `logits_fn` over the eval split, saying `what` it does batch by batch.
 
-    With `export`, the evaluated weights are also written as the SavedModel of their step
-    (skipped when that step's SavedModel exists already).
+    Args:
+      logits_fn: float images (b, h, w, 3) -> logits (b, num_classes), for one replica.
+      what: the progress line's text, e.g. 'evaluating the checkpoint of step 8'.
+      show: print the progress (the chief only, in a multi-worker run).
+
+    Returns:
+      {'top1', 'top5': fractions, 'num_examples': int, 'dataset', 'split': what was read}.
     """
-    with strategy.scope():
-        model, _ = build(cfg, source.num_classes)
-        ckpt_lib.restore_objects(prefix, model=model)
-    step_fn = make_step_fn(model)
+    step_fn = _hits_step_fn(logits_fn)
 
     @tf.function
     def dist_step(batch):
@@ -60,20 +68,43 @@ def evaluate_checkpoint(cfg: RunConfig, strategy, source, prefix: str,
 
     dataset = strategy.distribute_datasets_from_function(
         pipeline.eval_input_fn(source, cfg.data, cfg.eval_batch_size))
+    batches = -(-pipeline.num_eval_examples(source, cfg.data) // cfg.eval_batch_size)
+    if cfg.eval_steps:
+        batches = min(batches, cfg.eval_steps)
+    progress = summaries.Countdown(what, batches) if show else None
     totals = {"top1": 0.0, "top5": 0.0, "count": 0.0}
     for i, batch in enumerate(dataset):
         if cfg.eval_steps and i >= cfg.eval_steps:
             break
         for k, v in dist_step(batch).items():
             totals[k] += float(v)
+        if progress is not None:
+            progress.update(i + 1)
+    if progress is not None:
+        progress.close()
     count = max(totals["count"], 1.0)
-    step = int(prefix.rsplit("-", 1)[-1]) if prefix.rsplit("-", 1)[-1].isdigit() else 0
-    if export and not export_lib.is_saved_model_dir(os.path.join(cfg.export_dir, str(step))):
-        export_lib.export_saved_model(model, cfg.export_dir, step,
-                                      keep_max=cfg.keep_hub_module_max,
-                                      **export_lib.record_of(cfg))
     return {"top1": totals["top1"] / count, "top5": totals["top5"] / count,
-            "num_examples": int(totals["count"]), "global_step": step, "checkpoint": prefix}
+            "num_examples": int(totals["count"]), "dataset": cfg.data.dataset,
+            "split": cfg.data.eval_split}
+
+
+def evaluate_checkpoint(cfg: RunConfig, strategy, source, prefix: str,
+                        export: bool = False) -> dict:
+    """Top-1/top-5 accuracy of the checkpoint `prefix` over the eval split.
+
+    With `export` (the chief), the progress is shown and the evaluated weights are also
+    written as the SavedModel of their step (skipped when that step's SavedModel exists).
+    """
+    with strategy.scope():
+        model, _ = build(cfg, source.num_classes)
+        ckpt_lib.restore_objects(prefix, model=model)
+    step = int(prefix.rsplit("-", 1)[-1]) if prefix.rsplit("-", 1)[-1].isdigit() else 0
+    result = score(cfg, strategy, source, _logits_of(model),
+                   f"Evaluating the checkpoint of step {step} on split {cfg.data.eval_split}",
+                   show=export)
+    if export and not export_lib.is_saved_model_dir(os.path.join(cfg.export_dir, str(step))):
+        loop.export(cfg, model, step)
+    return {**result, "global_step": step, "checkpoint": prefix}
 
 
 class NoCheckpointError(RuntimeError):
@@ -103,6 +134,9 @@ def run(cfg: RunConfig, strategy, source, watch=True, is_chief=True, timeout=600
         if is_chief:
             ckpt_lib.write_json_atomic(os.path.join(cfg.model_dir, "result.json"), result)
         if result["global_step"] >= cfg.train.total_steps:
+            if watch and is_chief:
+                print(f"Step {result['global_step']} is the run's last: done watching "
+                      f"{cfg.model_dir}.", flush=True)
             break
     writer.close()
     if not result:

@@ -7,6 +7,7 @@ share resume, preemption, NaN handling, export and monitoring.
 """
 import dataclasses
 import math
+import os
 import signal
 import time
 from typing import Callable, Dict, Optional
@@ -151,6 +152,8 @@ def run_stage(cfg: RunConfig, strategy, parts: StageParts, is_chief=True,
             cfg.model_dir, cfg.keep_checkpoint_max, is_chief=is_chief, model=parts.model,
             optimizer=parts.optimizer, **parts.extra_state)
         restored = manager.restore_latest()
+        if restored is not None and restored >= cfg.train.total_steps:
+            return _already_trained(cfg, parts, manager, restored, is_chief)
         if restored is not None and is_chief:  # on stdout, beside the progress lines
             print(f"Resuming from the checkpoint of step {restored} in {cfg.model_dir}",
                   flush=True)
@@ -161,13 +164,35 @@ def run_stage(cfg: RunConfig, strategy, parts: StageParts, is_chief=True,
             metrics = _train(cfg, strategy, parts, manager, writer, stop, record)
         finally:
             writer.close()
-    step = int(parts.optimizer.iterations.numpy())
     if is_chief:
-        export_lib.export_saved_model(parts.model, cfg.export_dir, step,
-                                      keep_max=cfg.keep_hub_module_max,
-                                      **export_lib.record_of(cfg))
+        export(cfg, parts.model, int(parts.optimizer.iterations.numpy()))
     manager.cleanup()
     return metrics
+
+
+def export(cfg: RunConfig, model, step: int) -> str:
+    """Writes `model` as the SavedModel of `step` (saying so: it takes a while); its path."""
+    path = os.path.join(cfg.export_dir, str(step))
+    print(f"Exporting the SavedModel of step {step} to {path} ...", flush=True)
+    return export_lib.export_saved_model(model, cfg.export_dir, step,
+                                         keep_max=cfg.keep_hub_module_max,
+                                         **export_lib.record_of(cfg))
+
+
+def _already_trained(cfg, parts, manager, step, is_chief) -> Dict[str, float]:
+    """A run started again at or after its last step: says so and trains nothing; exports only
+    if the SavedModel of that step is missing (an export interrupted at the end)."""
+    if is_chief:
+        total, path = cfg.train.total_steps, os.path.join(cfg.export_dir, str(step))
+        last = "the last one" if step == total else f"at or past the {total} steps asked for"
+        print(f"Already trained: {cfg.model_dir} holds the checkpoint of step {step}, {last}; "
+              f"its SavedModel is {path}. Nothing to train: to train longer, run again with a "
+              "larger --train_steps or --train_epochs (same --model_dir); to start over, choose "
+              "another --model_dir.", flush=True)
+        if not export_lib.is_saved_model_dir(path):
+            export(cfg, parts.model, step)
+    manager.cleanup()
+    return {}
 
 
 def _train(cfg, strategy, parts, manager, writer, stop, record=None) -> Dict[str, float]:
@@ -194,12 +219,14 @@ def _train(cfg, strategy, parts, manager, writer, stop, record=None) -> Dict[str
         ips = n * cfg.train.train_batch_size / (time.perf_counter() - tic)
         _check_finite(metrics, step + n, manager)
         step += n
-        writer.scalars(step, {**{f"train/{k}": v for k, v in metrics.items()},
+        writer.scalars(step, {**{_tag(k): v for k, v in metrics.items()},
                               "train/images_per_second": ips})
         progress.update(step, metrics, ips)
         if parts.monitor is not None and parts.monitor.due(step - n, step, total):
             _monitor(parts.monitor, step, writer, progress)
         if step - last_saved >= save_every or step >= total or stop.requested:
+            if step >= total and manager.is_chief:  # the bar is full: say what comes now
+                progress.message(f"Saving the checkpoint of step {step} in {cfg.model_dir} ...")
             if record is not None:
                 record.saving()
             manager.save(step)
@@ -209,6 +236,12 @@ def _train(cfg, strategy, parts, manager, writer, stop, record=None) -> Dict[str
             raise SystemExit(_preempted_message(step, cfg.model_dir))
     progress.close()
     return metrics
+
+
+def _tag(metric: str) -> str:
+    """TensorBoard tag of a step metric: 'train/<name>', unless the name has its own group
+    ('monitor/linear_eval_loss': a monitor, not the objective)."""
+    return metric if "/" in metric else f"train/{metric}"
 
 
 def _monitor(monitor, step, writer, progress):

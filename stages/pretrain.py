@@ -1,7 +1,8 @@
 """Stage 1/3: contrastive pretraining. Reads unlabelled images, writes a pretrain checkpoint.
 
 NT-Xent over all replicas' projections (+ the MoCo-style memory when `memory.size > 0`), and
-a linear head on stop-gradient features whose labels never reach the encoder.
+a linear head on stop-gradient features whose labels never reach the encoder: a monitor of the
+representation, reported under 'monitor/', not 'train/'.
 """
 import tensorflow as tf
 
@@ -10,6 +11,14 @@ from tf2 import losses, memory, model as model_lib, optimizers
 from stages import loop
 from stages import monitor as monitor_lib
 from tf2.config import RunConfig
+
+
+# The linear head on stop-gradient features is a monitor of the representation, not part of
+# the objective: its metrics go to TensorBoard's 'monitor' group, not 'train'. The original
+# code trains it as here: plain momentum at the encoder's LARS learning rate (no trust ratio)
+# on unnormalised features, so its loss spikes while the rate is high (README, "The stages").
+LINEAR_EVAL_LOSS = "monitor/linear_eval_loss"
+LINEAR_EVAL_ACC = "monitor/linear_eval_acc"
 
 
 def build(cfg: RunConfig, num_classes: int):
@@ -57,9 +66,9 @@ def make_step_fn(cfg: RunConfig, model, optimizer, num_classes, ema_model=None, 
             if model_lib.LOGITS_SUP in out:
                 sup_labels = tf.one_hot(tf.concat([batch["label"]] * 2, 0), num_classes)
                 sup_loss = losses.supervised_loss(sup_labels, out[model_lib.LOGITS_SUP])
-                metrics.update(supervised_loss=sup_loss, supervised_acc=losses.accuracy(
-                    sup_labels, out[model_lib.LOGITS_SUP]))
-                total += sup_loss
+                metrics[LINEAR_EVAL_LOSS] = sup_loss
+                metrics[LINEAR_EVAL_ACC] = losses.accuracy(sup_labels, out[model_lib.LOGITS_SUP])
+                total += sup_loss  # as the original: its gradient reaches the head only
             metrics["weight_decay"] = decay_loss()
             return total + metrics["weight_decay"], metrics
 

@@ -2,7 +2,8 @@
 
 `SummaryWriter` writes the events the host loop produces; on non-chief workers it is
 disabled so that a multi-worker run writes one set of events. `Progress` prints a live bar on
-a terminal and one plain line per update in a log file. `read_scalars` reads events back.
+a terminal and one plain line per update in a log file; `Countdown` does the same for the work
+after training (evaluation batches). `read_scalars` reads events back.
 """
 import collections
 import math
@@ -151,7 +152,7 @@ def format_duration(seconds: float) -> str:
 # accuracies. Pretraining's total loss is not shown: it adds the linear-evaluation head's loss,
 # whose scale says nothing about the representation being learnt.
 _PROGRESS_LOSSES = ("contrast_loss", "distill_loss", "supervised_loss", "total_loss", "loss")
-_PROGRESS_ACCURACIES = ("contrast_acc", "teacher_agreement", "supervised_acc")
+_PROGRESS_ACCURACIES = ("contrast_acc", "teacher_agreement", "supervised_acc", "linear_eval_acc")
 
 
 def _progress_metrics(metrics: Mapping[str, float]) -> List[Tuple[str, float]]:
@@ -263,3 +264,58 @@ class Progress:
             self._stream.write("\n")
             self._stream.flush()
             self._line_len = 0
+
+
+class Countdown:
+    """'evaluating the checkpoint of step 8: 40/79 batches' for host-side work after training.
+
+    On a terminal the line is redrawn in place; in a log file a line is written at the first
+    update, then at most every `every_seconds`, and at the end.
+    """
+
+    def __init__(self, what: str, total: Optional[int], unit: str = "batches", stream=None,
+                 use_bar: Optional[bool] = None, every_seconds: float = 10.0,
+                 clock=time.monotonic):
+        """Args:
+          what: what is being done, e.g. 'evaluating the checkpoint of step 8'.
+          total: the count at which it is done; None when unknown (no '/total' is shown).
+          unit: what is counted.
+          stream: text stream; default sys.stdout (looked up now).
+          use_bar: True: redraw one line with '\\r'; None: only if `stream.isatty()`.
+          every_seconds: in a log, the least time between two lines.
+          clock: seconds as a float; injectable for tests.
+        """
+        self.what, self.total, self.unit = what, total, unit
+        self._stream = sys.stdout if stream is None else stream
+        isatty = getattr(self._stream, "isatty", lambda: False)
+        self._redraw = isatty() if use_bar is None else use_bar
+        self._every, self._clock = every_seconds, clock
+        self._last_print = None
+        self._done, self._shown = 0, None
+
+    def line(self, done: int) -> str:
+        of = f"/{self.total}" if self.total else ""
+        return f"{self.what}: {done}{of} {self.unit}"
+
+    def update(self, done: int) -> None:
+        """Records that `done` units are done; prints unless throttled."""
+        self._done, now = done, self._clock()
+        if self._redraw:
+            self._stream.write("\r" + self.line(done))
+        elif (self._last_print is None or now - self._last_print >= self._every
+              or (self.total is not None and done >= self.total)):
+            self._stream.write(self.line(done) + "\n")
+            self._last_print = now
+        else:
+            return
+        self._shown = done
+        self._stream.flush()
+
+    def close(self) -> None:
+        """Shows the final count unless it is on screen already, and ends a redrawn line."""
+        if self._redraw:
+            if self._shown is not None:
+                self._stream.write("\n")
+        elif self._shown != self._done:
+            self._stream.write(self.line(self._done) + "\n")
+        self._stream.flush()

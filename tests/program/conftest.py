@@ -25,8 +25,9 @@ from typing import Callable, Dict, List, Sequence
 import numpy as np
 import pytest
 
+from tests import hang_guard
+
 REPO = Path(__file__).resolve().parents[2]
-RUN_TIMEOUT = 300  # seconds; a hard limit for every run.py call
 WORKERS = 2  # runs at a time: this machine has two cores
 
 # Runs pin --precision=float32 (the default, auto, depends on the CPU); the precision tests
@@ -61,6 +62,7 @@ class Result:
     stderr: str
     seconds: float
     model_dir: str = ""
+    hung: bool = False  # killed by the hang guard
 
     def next_args(self) -> List[str]:
         """The arguments of the 'next:' command printed at the end (without the interpreter
@@ -77,6 +79,7 @@ class Result:
                 if l.startswith(name + ":")]
 
     def check(self):
+        assert not self.hung, hang_guard.message(f"run.py {' '.join(self.args)}")
         assert self.returncode == 0, f"run.py {' '.join(self.args)} failed:\n{self.stderr[-3000:]}"
         return self
 
@@ -107,16 +110,18 @@ class RunPool:
     def result(self, name: str):
         """Waits for job `name` (submitting it if needed); re-raises its failure."""
         self.submit(name)
-        return self._futures[name].result(timeout=4 * RUN_TIMEOUT)
+        return self._futures[name].result()  # every run.py call has its own hang guard
 
     def model_dir(self, name: str) -> str:
         return str(self.base / name)
 
-    def popen(self, args: Sequence[str], out: Path) -> subprocess.Popen:
-        """Starts run.py with stdout/stderr in files `out`.out / `out`.err (never a full pipe)."""
+    def popen(self, args: Sequence[str], out: Path, env=None) -> subprocess.Popen:
+        """Starts run.py with stdout/stderr in files `out`.out / `out`.err (never a full pipe);
+        `env`: variables added to this process's environment."""
         if self._closed:
             raise RuntimeError("the session is over")
         proc = subprocess.Popen([sys.executable, str(REPO / "run.py"), *args], cwd=REPO,
+                                env={**os.environ, **(env or {})},
                                 stdout=open(f"{out}.out", "w"), stderr=open(f"{out}.err", "w"))
         with self._lock:
             self._procs.add(proc)
@@ -137,9 +142,11 @@ class RunPool:
         return self.finish(proc, args, out, tic, model_dir)
 
     def finish(self, proc, args, out: Path, tic: float, model_dir="") -> Result:
+        hung = False
         try:
-            proc.wait(timeout=max(1.0, RUN_TIMEOUT - (time.monotonic() - tic)))
+            proc.wait(timeout=max(1.0, hang_guard.HANG_GUARD - (time.monotonic() - tic)))
         except subprocess.TimeoutExpired:
+            hung = True
             proc.kill()
             proc.wait()
         with self._lock:
@@ -147,14 +154,14 @@ class RunPool:
         seconds = time.monotonic() - tic
         self.timings[out.name[:-len(".log")]] = seconds
         return Result(list(args), proc.returncode, Path(f"{out}.out").read_text(),
-                      Path(f"{out}.err").read_text(), seconds, model_dir)
+                      Path(f"{out}.err").read_text(), seconds, model_dir, hung)
 
-    def run(self, args: Sequence[str], name: str) -> Result:
-        """run.py `args` to completion (killed after RUN_TIMEOUT s); logs go to base/name.*"""
+    def run(self, args: Sequence[str], name: str, env=None) -> Result:
+        """run.py `args` to completion (or the hang guard); logs go to base/name.*"""
         tic = time.monotonic()
         out = self.base / f"{name}.log"
         model_dir = next((a.split("=", 1)[1] for a in args if a.startswith("--model_dir=")), "")
-        return self.finish(self.popen(args, out), args, out, tic, model_dir)
+        return self.finish(self.popen(args, out, env), args, out, tic, model_dir)
 
     def close(self):
         self._closed = True
@@ -257,11 +264,12 @@ def job_flat_pretrain(pool):
     return pool.run(args, "flat_pretrain")
 
 
-def _wait_for(predicate: Callable[[], bool], proc, timeout=RUN_TIMEOUT):
+def _wait_for(predicate: Callable[[], bool], proc, what: str):
     tic = time.monotonic()
     while not predicate():
-        assert proc.poll() is None, "run.py ended before the awaited moment"
-        assert time.monotonic() - tic < timeout, "timed out"
+        assert proc.poll() is None, f"run.py ended before {what}"
+        assert time.monotonic() - tic < hang_guard.HANG_GUARD, \
+            hang_guard.message(f"waiting for {what}")
         time.sleep(0.05)
 
 
@@ -275,13 +283,14 @@ def job_interrupted(pool):
     state = model_dir / "checkpoint"  # rewritten only once a checkpoint is complete
     out, tic = pool.base / "interrupted_1.log", time.monotonic()
     proc = pool.popen(args, out)
-    _wait_for(lambda: state.exists() and '"ckpt-4"' in state.read_text(), proc)
+    _wait_for(lambda: state.exists() and '"ckpt-4"' in state.read_text(), proc,
+              "the checkpoint of step 4")
     proc.send_signal(signal.SIGKILL)
     killed = pool.finish(proc, args, out, tic, str(model_dir))
     out, tic = pool.base / "interrupted_2.log", time.monotonic()
     proc = pool.popen(args, out)
     _wait_for(lambda: "Resuming from the checkpoint of step 4" in Path(f"{out}.out").read_text(),
-              proc)
+              proc, "the resume from step 4")
     proc.send_signal(signal.SIGTERM)  # long before the first loop's compilation is over
     terminated = pool.finish(proc, args, out, tic, str(model_dir))
     return {"killed": killed, "terminated": terminated,
@@ -322,9 +331,11 @@ def job_bfloat16(pool):
 
 # Contrastive pretraining that learns within 24 steps: the toy folder, LARS at a rate the
 # batch of 16 keeps stable, temperature 0.5 (the Fashion-MNIST pretrain job's 8 steps at lr 0.4
-# mostly show the noise of its first steps).
+# mostly show the noise of its first steps). Half width: a step costs a quarter of the full
+# width's and the network learns the toy set as well (test_precision.py).
 TOY_PRETRAIN = ["--train_mode=pretrain", "--train_steps=24", "--steps_per_loop=4",
-                "--learning_rate=0.05", "--warmup_epochs=0", "--temperature=0.5"]
+                "--learning_rate=0.05", "--warmup_epochs=0", "--temperature=0.5",
+                "--width_multiplier=0.5"]
 
 
 def job_toy_pretrain(pool):
@@ -355,10 +366,24 @@ def job_toy_distill_bf16(pool):
 
 
 def job_auto(pool):
-    """The default --precision=auto, two steps."""
+    """The default --precision=auto, two steps; with SIMCLR_TF_LOG=1 (TensorFlow's whole log)."""
     args = [*PRETRAIN, *_fashion(pool), "--train_steps=2", "--precision=auto",
             f"--model_dir={pool.model_dir('auto')}"]
-    return pool.run(args, "auto")
+    return pool.run(args, "auto", env={"SIMCLR_TF_LOG": "1"})
+
+
+def job_finished_again(pool):
+    """The pretrain command run again on a copy of its finished model_dir.
+
+    Returns (Result, {file: sha256} of the copy's checkpoints and SavedModel before the run).
+    """
+    pretrain = pool.result("pretrain").check()
+    model_dir = Path(pool.model_dir("finished_again"))
+    shutil.copytree(pretrain.model_dir, model_dir)
+    before = {str(p.relative_to(model_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
+              for p in model_dir.rglob("*") if p.is_file() and p.suffix != ".lock"}
+    args = [*PRETRAIN, *_fashion(pool), f"--model_dir={model_dir}"]
+    return pool.run(args, "finished_again"), before
 
 
 def job_jit(pool):
@@ -446,6 +471,7 @@ JOBS = {
     "toy_finetune_bf16": (("toy_finetune",), job_toy_finetune_bf16),
     "toy_distill_bf16": (("toy_distill",), job_toy_distill_bf16),
     "auto": ((), job_auto),
+    "finished_again": (("pretrain",), job_finished_again),
     "jit": ((), job_jit),
     "flat_pretrain": ((), job_flat_pretrain),
     "predict_folder": (("toy_finetune",), job_predict_folder),

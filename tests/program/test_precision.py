@@ -68,17 +68,18 @@ def _mean_of_last(model_dir, tag, loops=2):
 
 @runs("toy_pretrain", "toy_pretrain_bf16")
 def test_bfloat16_pretraining_learns_like_float32(runs):
-    """24 steps on the toy folder: measured contrastive loss 6.39 -> 5.71 (float32) and 6.44 ->
-    5.68 (bfloat16), means of the last two loops 0.5% apart; linear-eval accuracy 0.97-0.99."""
+    """24 steps of ResNet-18 x0.5 on the toy folder: measured contrastive loss 6.85 -> 5.82
+    (float32) and 6.84 -> 5.77 (bfloat16), means of the last two loops 0.8% apart; the
+    linear-evaluation monitor's accuracy 0.98 in both."""
     fp32, bf16 = runs.result("toy_pretrain").check(), runs.result("toy_pretrain_bf16").check()
     loss = {}
     for name, result in (("fp32", fp32), ("bf16", bf16)):
         first = summaries.read_scalars(result.model_dir)["train/contrast_loss"][0][1]
         loss[name] = _mean_of_last(result.model_dir, "train/contrast_loss")
         assert loss[name] < first - 0.3, (name, first, loss[name])  # it learns in both
-        assert _mean_of_last(result.model_dir, "train/supervised_acc") > 0.8, name
+        assert _mean_of_last(result.model_dir, "monitor/linear_eval_acc") > 0.8, name
     assert loss["bf16"] == pytest.approx(loss["fp32"], rel=LOSS_RTOL)
-    acc = [_mean_of_last(r.model_dir, "train/supervised_acc") for r in (fp32, bf16)]
+    acc = [_mean_of_last(r.model_dir, "monitor/linear_eval_acc") for r in (fp32, bf16)]
     assert acc[1] == pytest.approx(acc[0], abs=ACCURACY_ATOL)
     # Variables, batch-norm statistics included, stay float32.
     dtypes = tf.train.load_checkpoint(bf16.model_dir + "/ckpt-24").get_variable_to_dtype_map()

@@ -10,8 +10,8 @@ import hashlib
 import json
 import math
 import os
+import re
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 
@@ -21,11 +21,23 @@ import tensorflow as tf
 
 from flags import validate
 from stages import summaries
+from tests import hang_guard
 
 runs = pytest.mark.runs
 REPO = Path(__file__).resolve().parents[2]
-TRAIN_TAGS = ("contrast_loss", "contrast_acc", "contrast_entropy", "supervised_loss",
-              "learning_rate", "total_loss", "weight_decay", "images_per_second")
+TRAIN_TAGS = ("train/contrast_loss", "train/contrast_acc", "train/contrast_entropy",
+              "train/learning_rate", "train/total_loss", "train/weight_decay",
+              "train/images_per_second", "monitor/linear_eval_loss", "monitor/linear_eval_acc")
+# TensorFlow's C++ log: lines written before absl's logging is set up ('E0000 00:00:1796413681
+# .271081 ... failed call to cuInit') and the preamble announcing them.
+TF_LOG_LINE = re.compile(r"^([IWEF]0000 00:00:|WARNING: All log messages before absl::)")
+# With --deterministic, TensorFlow's determinism rewrite of TFDS's reader logs this (harmless:
+# "Unknown attributes will be ignored") when a TFDS data set is first read (README, "The stages").
+DETERMINISM_NOTE = "NodeDef mentions attribute use_unbounded_threadpool"
+
+
+def _tf_lines(stderr: str):
+    return [l for l in stderr.splitlines() if TF_LOG_LINE.match(l)]
 
 
 @pytest.fixture(autouse=True)
@@ -91,8 +103,8 @@ def _check_eval_result(model_dir, step, num_examples):
 ])
 def test_bad_flag_exits_2_with_one_line_naming_it(args, named, tmp_path):
     args = [a.format(tmp=tmp_path) for a in args]
-    proc = subprocess.run([sys.executable, str(REPO / "run.py"), *args], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120)
+    proc = hang_guard.run([sys.executable, str(REPO / "run.py"), *args], cwd=tmp_path,
+                          capture_output=True, text=True)
     assert proc.returncode == 2, proc.stderr
     errors = _error_lines(proc.stderr)
     assert len(errors) == 1 and named in errors[0], proc.stderr
@@ -135,8 +147,20 @@ def test_pretrain_writes_checkpoints_export_configs_and_next_command(runs):
                  "--image_size=16", "--deterministic", "--train_split=train[:2000]"):
         assert flag in nxt
     assert not any(a.startswith(("--train_steps", "--warmup_epochs", "--mode")) for a in nxt)
-    assert [l for l in result.stdout.splitlines() if l.startswith("step ")][-1].startswith(
-        "step 8/8")
+    # After the full bar, what takes the time is said (no silence), then the report once.
+    lines = result.stdout.splitlines()
+    last_step = max(i for i, l in enumerate(lines) if l.startswith("step "))
+    assert lines[last_step].startswith("step 8/8")
+    assert "linear_eval_acc" in lines[last_step] and "supervised" not in lines[last_step]
+    assert lines[last_step + 1:last_step + 3] == [
+        f"Saving the checkpoint of step 8 in {model_dir} ...",
+        f"Exporting the SavedModel of step 8 to {model_dir}/saved_model/8 ..."]
+    assert result.lines_starting("model_dir") == [str(model_dir)]  # the banner's, not repeated
+    assert result.lines_starting("SavedModel") == [f"{model_dir}/saved_model/8"]
+    # --mode=train takes the training lock only, and leaves no evaluation lock behind.
+    assert sorted(p.name for p in model_dir.glob(".*.lock")) == [".train.lock"]
+    # A healthy CPU-only run: no TensorFlow start-up line (cuInit 'E0000 ...') on stderr.
+    assert all(DETERMINISM_NOTE in l for l in _tf_lines(result.stderr)), result.stderr
 
 
 def _learning_rate(step, peak=0.1 * math.sqrt(16), warmup=2, total=8):
@@ -151,14 +175,18 @@ def test_pretrain_tensorboard_scalars_image_grid_and_hparams(runs):
     model_dir = runs.result("pretrain").check().model_dir
     scalars = summaries.read_scalars(model_dir)
     for tag in TRAIN_TAGS:
-        assert [s for s, _ in scalars[f"train/{tag}"]] == [2, 4, 6, 8], tag
-    values = {tag: np.array([v for _, v in scalars[f"train/{tag}"]]) for tag in TRAIN_TAGS}
+        assert [s for s, _ in scalars[tag]] == [2, 4, 6, 8], tag
+    # The linear-evaluation head is a monitor: its metrics are not filed as training ones.
+    assert not [tag for tag in scalars if tag.startswith("train/supervised")]
+    values = {tag.split("/")[1]: np.array([v for _, v in scalars[tag]]) for tag in TRAIN_TAGS}
     # Each point is the mean over the loop's two steps of the rate applied at that step.
     expected = [np.mean([_learning_rate(s), _learning_rate(s + 1)]) for s in (0, 2, 4, 6)]
     np.testing.assert_allclose(values["learning_rate"], expected, rtol=1e-6)
+    # As in the original, the total adds the monitor's loss (its gradient reaches the head only).
     np.testing.assert_allclose(values["total_loss"], values["contrast_loss"]
-                               + values["supervised_loss"] + values["weight_decay"], rtol=1e-5)
-    assert np.all((values["contrast_acc"] >= 0) & (values["contrast_acc"] <= 1))
+                               + values["linear_eval_loss"] + values["weight_decay"], rtol=1e-5)
+    for accuracy in ("contrast_acc", "linear_eval_acc"):
+        assert np.all((values[accuracy] >= 0) & (values[accuracy] <= 1))
     # Entropy of a softmax over the 2*16 - 1 other views of a batch of 16.
     assert np.all((values["contrast_entropy"] > 0) & (values["contrast_entropy"] <= np.log(31)))
     assert np.all((values["weight_decay"] > 0) & (values["weight_decay"] < 1e-2))
@@ -249,18 +277,41 @@ def test_self_distill_from_saved_model_teacher_then_eval_mode(runs):
     # mode=eval, as printed (pasted into a shell): evaluates the last checkpoint and stops (no
     # 600 s wait), without touching the run's config.
     evaluate = runs.result("evaluate").check()
+    lines = evaluate.stdout.splitlines()
     printed = evaluate.lines_starting("eval")
-    assert evaluate.seconds < 120
+    # It says what it evaluates, batch by batch (--eval_steps=2), and stops after the run's
+    # last step instead of waiting --eval_timeout (600 s) for a newer checkpoint.
+    assert "Evaluating the checkpoint of step 4 on split test: 2/2 batches" in lines
+    assert f"Step 4 is the run's last: done watching {model_dir}." in lines
     # The three stages are done: no next command (it used to repeat this one), a last word.
     assert not evaluate.lines_starting("next") and len(evaluate.lines_starting("done")) == 1
     assert evaluate.lines_starting("stage") == ["distill (stage 3/3, distillation from the "
                                                 "teacher's soft labels), --mode=eval"]
     assert evaluate.lines_starting("evaluate") == ["split test: 10,000 examples"]
+    assert evaluate.lines_starting("model_dir") == [str(model_dir)]  # once, in the banner
     assert len(printed) == 1
     result = _check_eval_result(model_dir, 4, 64)
     assert f"top-1 {result['top1']:.4f}" in printed[0]
+    # Student and teacher side by side: the teacher's number is its run's result.json (the
+    # fine-tuning's train_then_eval scored its step 4 on the same 64 test images).
+    teacher = _json(Path(teacher_dir) / "result.json")
+    assert (teacher["global_step"], teacher["num_examples"]) == (4, 64)
+    _check_done_lines(evaluate, result["top1"], teacher["top1"],
+                      f"{teacher_dir}/saved_model/4, its result.json")
+    assert "Evaluating the teacher" not in evaluate.stdout
     assert _json(model_dir / "config.json") == config
-    assert not any(l.startswith("step ") for l in evaluate.stdout.splitlines())  # no training
+    assert not any(l.startswith("step ") for l in lines)  # no training
+
+
+def _check_done_lines(result, student: float, teacher: float, source: str):
+    """The last word: both top-1 (as printed, 4 decimals) and a plain verdict."""
+    text = result.stdout[result.stdout.index("\ndone:"):]
+    assert f"student {student:.4f}, teacher {teacher:.4f} ({source})" in text, text
+    if student < teacher:
+        assert "The student is WORSE than its teacher by " \
+               f"{100 * (teacher - student):.2f} points" in text, text
+    else:
+        assert "The student matches or beats its teacher" in text, text
 
 
 @runs("toy_finetune", "toy_distill")
@@ -296,12 +347,21 @@ def test_transfer_from_saved_model_and_big_to_small_distillation_learn_the_toy_s
     from tf2 import config as config_lib
     from stages.distill import Teacher
     data = DataConfig(dataset=f"folder:{runs.toy_dir}", image_size=16)
-    images = next(iter(pipeline.eval_input_fn(datasets.load(data), data, 32)(
-        tf.distribute.InputContext())))["image"]
+    batch = next(iter(pipeline.eval_input_fn(datasets.load(data), data, 32)(
+        tf.distribute.InputContext())))  # the whole test split (32 images)
     cfg = config_lib.load_run_config(str(Path(distill.model_dir) / "config.json"), data=data)
-    from_checkpoint = Teacher(finetune.model_dir, cfg, 2)(images)
-    from_saved_model = Teacher(f"{finetune.model_dir}/saved_model/8", cfg, 2)(images)
+    from_checkpoint = Teacher(finetune.model_dir, cfg, 2)(batch["image"])
+    from_saved_model = Teacher(f"{finetune.model_dir}/saved_model/8", cfg, 2)(batch["image"])
     np.testing.assert_allclose(from_saved_model, from_checkpoint, atol=1e-4)
+
+    # The teacher run (--mode=train) has no result.json: the distill run evaluated the teacher
+    # itself, on the student's split, and printed both top-1 side by side.
+    assert not (Path(finetune.model_dir) / "result.json").exists()
+    assert "Evaluating the teacher " f"{finetune.model_dir} on split test: 2/2 batches" in \
+        distill.stdout.splitlines()
+    teacher_top1 = float(np.mean(np.argmax(from_checkpoint, axis=1) == batch["label"].numpy()))
+    student_top1 = _json(Path(distill.model_dir) / "result.json")["top1"]
+    _check_done_lines(distill, student_top1, teacher_top1, f"{finetune.model_dir}, evaluated now")
 
 
 # --- interruptions, NaN ------------------------------------------------------------------------
@@ -333,6 +393,33 @@ def test_sigkill_and_sigterm_then_resume_give_the_uninterrupted_weights(runs):
                                    atol=1e-6, err_msg=key)
 
 
+@runs("finished_again")
+def test_a_finished_run_started_again_says_so_and_changes_nothing(runs):
+    result, before = runs.result("finished_again")
+    result.check()
+    model_dir = Path(result.model_dir)
+    assert (f"Already trained: {model_dir} holds the checkpoint of step 8, the last one; its "
+            f"SavedModel is {model_dir}/saved_model/8. Nothing to train: to train longer, run "
+            "again with a larger --train_steps or --train_epochs (same --model_dir); to start "
+            "over, choose another --model_dir.") in result.stdout.splitlines()
+    for word in ("Resuming", "Saving", "Exporting"):
+        assert word not in result.stdout, word
+    assert not [l for l in result.stdout.splitlines() if l.startswith("step ")]  # no training
+    after = {str(p.relative_to(model_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
+             for p in model_dir.rglob("*") if p.is_file() and p.suffix != ".lock"}
+    assert after == before  # no checkpoint, export, event file or record written
+    assert result.next_args()[:2] == ["--train_mode=finetune", f"--checkpoint={model_dir}"]
+
+
+@runs("flat_pretrain", "auto")
+def test_tensorflow_start_up_log_is_quiet_unless_asked_for(runs):
+    """A healthy run prints no TensorFlow line at all (the flat folder's: no TFDS reader);
+    SIMCLR_TF_LOG=1 (the auto run) shows TensorFlow's start-up lines again."""
+    assert _tf_lines(runs.result("flat_pretrain").check().stderr) == []
+    shown = _tf_lines(runs.result("auto").check().stderr)
+    assert any(DETERMINISM_NOTE not in l for l in shown), runs.result("auto").stderr
+
+
 @runs("nan")
 def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(runs):
     result, before = runs.result("nan")
@@ -356,7 +443,7 @@ def test_mixed_bfloat16_and_xla_match_float32_on_the_first_steps(runs, job, rtol
     result = runs.result(job).check()
     reference = summaries.read_scalars(runs.result("pretrain").model_dir)
     ours = summaries.read_scalars(result.model_dir)
-    for tag in ("train/contrast_loss", "train/supervised_loss", "train/total_loss"):
+    for tag in ("train/contrast_loss", "monitor/linear_eval_loss", "train/total_loss"):
         (step, value), = ours[tag]
         assert step == 2 and math.isfinite(value)
         assert value == pytest.approx(reference[tag][0][1], rel=rtol), tag
@@ -460,8 +547,8 @@ def test_eval_on_the_holdout_counts_and_scores_the_held_out_images(runs):
 @pytest.mark.parametrize("flag", ["--helpshort", "--help"])
 def test_help_lists_the_programs_flags(flag, tmp_path):
     from flags import definitions
-    proc = subprocess.run([sys.executable, str(REPO / "run.py"), flag], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120)
+    proc = hang_guard.run([sys.executable, str(REPO / "run.py"), flag], cwd=tmp_path,
+                          capture_output=True, text=True)
     assert proc.returncode == 1, proc.stderr  # absl's help flags print, then exit with 1
     listed = {line.split(":")[0].strip().replace("--[no]", "--")
               for line in proc.stdout.splitlines() if line.lstrip().startswith("--")}
@@ -474,11 +561,11 @@ def test_finetuning_at_an_image_size_of_the_other_stem_is_one_line(runs):
     """The 16 px pretraining (CIFAR stem) fine-tuned at 64 px (ImageNet stem): exit 2."""
     model_dir = runs.result("pretrain").check().model_dir
     for source in (model_dir, f"{model_dir}/saved_model/8"):
-        proc = subprocess.run(
+        proc = hang_guard.run(
             [sys.executable, str(REPO / "run.py"), "--train_mode=finetune",
              f"--checkpoint={source}", f"--data_dir={runs.data_dir}", "--image_size=64",
              "--width_multiplier=1", "--proj_out_dim=16", "--model_dir=never"],
-            cwd=runs.base, capture_output=True, text=True, timeout=120)
+            cwd=runs.base, capture_output=True, text=True)
         assert proc.returncode == 2, proc.stderr
         errors = _error_lines(proc.stderr)
         assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr

@@ -146,11 +146,11 @@ def test_plain_lines_and_eta_from_measured_rate():
 
 
 @pytest.mark.parametrize("metrics, shown", [
-    # pretraining: the contrastive objective and both accuracies, not the total loss that the
-    # linear-evaluation head's loss dominates
+    # pretraining: the contrastive objective, its accuracy and the linear-evaluation monitor's
+    # (named for what it is), not the total loss that the monitor's loss dominates
     ({"contrast_loss": 5.0, "contrast_acc": 0.25, "contrast_entropy": 3.0, "total_loss": 155.0,
-      "supervised_loss": 150.0, "supervised_acc": 0.5, "weight_decay": 0.1},
-     "contrast_loss 5.000  contrast_acc 0.250  supervised_acc 0.500"),
+      "monitor/linear_eval_loss": 150.0, "monitor/linear_eval_acc": 0.5, "weight_decay": 0.1},
+     "contrast_loss 5.000  contrast_acc 0.250  linear_eval_acc 0.500"),
     ({"distill_loss": 0.75, "teacher_agreement": 0.875, "total_loss": 0.8},
      "distill_loss 0.750  teacher_agreement 0.875"),
     ({"supervised_loss": 2.302585, "supervised_acc": 0.125, "total_loss": 2.4},
@@ -199,3 +199,32 @@ def test_every_seconds_throttles_but_prints_last_step():
         progress.update(step, {}, 1.0)
     steps = [line.split()[1] for line in stream.getvalue().splitlines()]
     assert steps == ["1/4", "3/4", "4/4"]
+
+
+def test_countdown_lines_in_a_log_first_throttled_and_last():
+    stream = io.StringIO()
+    countdown = summaries.Countdown("evaluating the checkpoint of step 8", 79, stream=stream,
+                                    every_seconds=10.0, clock=_Clock(0.0, 4.0, 11.0, 12.0, 13.0))
+    for done in (1, 20, 40, 41, 79):
+        countdown.update(done)
+    countdown.close()  # 79 is on screen already: nothing more
+    assert stream.getvalue().splitlines() == [
+        "evaluating the checkpoint of step 8: 1/79 batches",
+        "evaluating the checkpoint of step 8: 40/79 batches",
+        "evaluating the checkpoint of step 8: 79/79 batches"]
+
+
+def test_countdown_unknown_total_and_terminal_redraw():
+    stream = io.StringIO()
+    countdown = summaries.Countdown("reading", None, unit="files", stream=stream,
+                                    clock=_Clock(0.0, 1.0))
+    countdown.update(1)
+    countdown.update(2)  # throttled ...
+    countdown.close()  # ... then shown at the end
+    assert stream.getvalue() == "reading: 1 files\nreading: 2 files\n"
+    terminal = _Terminal()
+    countdown = summaries.Countdown("evaluating", 2, stream=terminal)
+    countdown.update(1)
+    countdown.update(2)
+    countdown.close()
+    assert terminal.getvalue() == "\revaluating: 1/2 batches\revaluating: 2/2 batches\n"
