@@ -28,7 +28,7 @@ from absl import app, logging  # noqa: E402
 from absl import flags as absl_flags  # noqa: E402
 
 from flags import checks, commands, configs, definitions, validate  # noqa: E402
-from stages import STAGES  # noqa: E402
+from stages import STAGES, preemption  # noqa: E402
 
 FLAGS = definitions.FLAGS
 
@@ -121,7 +121,9 @@ def _configure() -> _Run:
     validate.check_batch_divides(cfg.eval_batch_size, strategy.num_replicas_in_sync,
                                  "eval_batch_size")
     names = [f.name for f in FLAGS.get_key_flags_for_module(definitions)]
-    next_command = commands.next_command(FLAGS, cfg.model_dir, source.num_classes > 0)
+    next_command = commands.next_command(FLAGS, cfg.model_dir, source.num_classes > 0,
+                                         evaluable=eval_split is not None,
+                                         network=configs.network_flags(cfg))
     return _Run(cfg, strategy, source, distribute.is_chief(strategy),
                 configs.used_values(FLAGS, names), next_command,
                 commands.use_command(FLAGS, cfg.model_dir) if next_command is None else None)
@@ -216,11 +218,9 @@ def _done(cfg, student, teacher) -> str:
 
 
 def _print_next(command, dataset):
-    """The next stage's command (and a note when it needs a labelled data set)."""
-    if f"--dataset={commands.LABELLED}" in command:
-        print(f"note:        fine-tuning needs a labelled data set, and {dataset} has no "
-              f"classes: replace {commands.LABELLED} with folder:/path (one sub-folder per "
-              "class) or a TFDS name.")
+    """The next stage's command, after a note for each placeholder the user must fill in."""
+    for note in commands.notes(command, dataset):
+        print(f"note:        {note}")
     print(f"next:        {command}", flush=True)
 
 
@@ -239,7 +239,18 @@ def _print_banner(run: _Run):
 
 def _with_command(message: str) -> str:
     """`message` (which says to run the same command again) and that command, as it runs."""
-    return f"{message} The command: {commands.this_command(sys.argv)}"
+    return preemption.with_command(message)
+
+
+# What SIGTERM outside the training steps says (stages/preemption.py): nothing is lost.
+_STOPPED_STARTING = ("Stopped by SIGTERM during start-up, before any training step: nothing "
+                     "was lost (model_dir is as it was). Run the same command again.")
+_STOPPED_EVALUATING = ("Stopped by SIGTERM while evaluating: the checkpoints are untouched, "
+                       "nothing was lost. Run the same command again to evaluate.")
+_STOPPED_REPORTING = ("Stopped by SIGTERM after the work was done: the checkpoints and "
+                      "SavedModels are complete, nothing was lost.")
+_STOPPED_USING = ("Stopped by SIGTERM before the files were complete: the model is untouched. "
+                  "Run the same command again to write them.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -332,11 +343,23 @@ def _use_model():
 
 
 def main(argv):
+    preemption.set_command(commands.this_command(sys.argv))
+    with preemption.ExitOnSigterm(_STOPPED_STARTING) as sigterm:
+        try:
+            _main(argv, sigterm)
+        except preemption.Stopped as e:  # stages/loop.py saved a checkpoint, says to run again
+            raise SystemExit(_with_command(e.code)) from None
+
+
+def _main(argv, sigterm):
+    """main, with `sigterm` (a preemption.ExitOnSigterm) told the phase for its message."""
     if len(argv) > 1:
-        _fail(f"unexpected arguments {argv[1:]}; every setting is a --flag (see --help).")
+        _fail(f"unexpected arguments {argv[1:]}{validate.flagfile_origin(sys.argv, argv[1])}; "
+              "every setting is a --flag (see --help).")
     if FLAGS.use_tpu:
         FLAGS.distribution = "tpu"
     if FLAGS.mode in ("predict", "export"):
+        sigterm.message = _STOPPED_USING
         return _use_model()
     try:
         run = _configure()
@@ -356,8 +379,10 @@ def main(argv):
             STAGES[cfg.train_mode].module().run(cfg, run.strategy, run.source,
                                                 is_chief=run.chief, record=_run_record(run))
         if cfg.mode in ("eval", "train_then_eval"):
+            sigterm.message = _STOPPED_EVALUATING
             result = _evaluate(run)
             teacher = _teacher_score(run, result)
+        sigterm.message = _STOPPED_REPORTING
     except (loop.NonFiniteLossError, ckpt_lib.UnreadableCheckpointError, ckpt_lib.DiskFullError,
             evaluate.NoCheckpointError, FileNotFoundError, ValueError) as e:
         logging.info("Traceback (shown with --verbosity=0):", exc_info=True)
@@ -365,16 +390,12 @@ def main(argv):
     except distribute.CLUSTER_ERRORS as e:  # a worker died: say so, not a collective traceback
         logging.info("Traceback (shown with --verbosity=0):", exc_info=True)
         _fail(_with_command(distribute.cluster_error_message(e, cfg.model_dir)), status=1)
-    except SystemExit as e:  # SIGTERM: stages/loop.py saved a checkpoint and says to run again
-        if isinstance(e.code, str):
-            raise SystemExit(_with_command(e.code)) from None
-        raise
-    except (tf.errors.ResourceExhaustedError, OSError) as e:  # a full disk while exporting
-        full = ckpt_lib.disk_full_error(e, cfg.model_dir, "into it")
-        if full is None:
+    except (tf.errors.ResourceExhaustedError, OSError) as e:  # a full disk, or no memory
+        problem = ckpt_lib.disk_full_error(e, cfg.model_dir, "into it") or _out_of_memory(e, cfg)
+        if problem is None:
             raise
         logging.info("Traceback (shown with --verbosity=0):", exc_info=True)
-        _fail(str(full), status=1)
+        _fail(str(problem), status=1)
     if run.chief:
         _report(run, result, teacher)
 
@@ -391,6 +412,20 @@ def _teacher_score(run: _Run, student):
     except (FileNotFoundError, ValueError) as e:
         logging.warning("Not compared with the teacher %s: %s", run.cfg.teacher, e)
         return None
+
+
+def _out_of_memory(error, cfg) -> Optional[str]:
+    """The message for TensorFlow's out-of-memory error (None for other errors)."""
+    import tensorflow as tf
+    if not isinstance(error, tf.errors.ResourceExhaustedError):
+        return None
+    first = (error.message or str(error)).strip().splitlines()[0]
+    batches = ([f"--train_batch_size={cfg.train.train_batch_size}"] if cfg.mode != "eval"
+               else []) + ([f"--eval_batch_size={cfg.eval_batch_size}"]
+                           if cfg.mode != "train" else [])
+    return (f"out of memory ({first}) at --image_size={cfg.data.image_size} with "
+            f"{' and '.join(batches)}; the checkpoints in {cfg.model_dir} are intact: use a "
+            "smaller --image_size or batch size (or a machine with more memory).")
 
 
 def _evaluate(run: _Run):
@@ -416,7 +451,7 @@ def _parse_flags(argv):
     try:
         return FLAGS(argv)
     except absl_flags.Error as e:
-        _fail(f"{e} (see --helpshort)")
+        _fail(f"{e}{validate.flagfile_origin(argv, str(e))} (see --helpshort)")
 
 
 if __name__ == "__main__":

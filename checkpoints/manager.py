@@ -86,7 +86,9 @@ class CheckpointManager:
         self.checkpoint = tf.train.Checkpoint(**objects)
         self._tmp_dir = None
         save_dir = directory
-        if not is_chief:
+        if is_chief:
+            _complete_state(directory, checkpoint_name)
+        else:
             self._tmp_dir = tempfile.mkdtemp(prefix=f"ckpt_worker_{os.getpid()}_")
             save_dir, max_to_keep = self._tmp_dir, 1  # nobody reads these: keep one
         self._manager = tf.train.CheckpointManager(
@@ -170,6 +172,41 @@ class CheckpointManager:
         if self._tmp_dir is not None:
             shutil.rmtree(self._tmp_dir, ignore_errors=True)
             self._tmp_dir = None
+
+
+def _complete_state(directory: str, name: str) -> None:
+    """Makes the `checkpoint` state file list every checkpoint `<name>-<step>` on disk.
+
+    TF's manager deletes only the checkpoints its state file lists: with a garbled state file
+    (it reads as none) or one a killed save never updated, the checkpoints it forgot would stay
+    forever and --keep_checkpoint_max would keep more. The state file is rewritten (atomically)
+    with all of them, newest last, each with its index file's time, so that the next save
+    prunes the oldest; a garbled one is named in a warning.
+    """
+    if not tf.io.gfile.isdir(directory):
+        return
+    on_disk = [p for p in _candidates(directory, name) if _step_of(p) is not None
+               and tf.io.gfile.exists(p + ".index")]
+    if not on_disk:
+        return
+    path = os.path.join(directory, "checkpoint")
+    state = tf.train.get_checkpoint_state(directory)  # None when missing or garbled
+    listed = [os.path.basename(p) for p in state.all_model_checkpoint_paths] if state else []
+    forgotten = [p for p in on_disk if os.path.basename(p) not in listed]
+    if not forgotten:
+        return
+    if state is None and tf.io.gfile.exists(path):
+        logging.warning("The checkpoint state file %s is unreadable; rewrote it from the %d "
+                        "checkpoints in %s (%s), so that --keep_checkpoint_max prunes them.",
+                        path, len(on_disk), directory,
+                        ", ".join(os.path.basename(p) for p in reversed(on_disk)))
+    steps = sorted(on_disk, key=_step_of)  # oldest first, as TF's manager lists them
+    tf.compat.v1.train.update_checkpoint_state(
+        directory, os.path.basename(steps[-1]),
+        all_model_checkpoint_paths=[os.path.basename(p) for p in steps],
+        all_model_checkpoint_timestamps=[tf.io.gfile.stat(p + ".index").mtime_nsec / 1e9
+                                         for p in steps],
+        last_preserved_timestamp=0.0)
 
 
 def _step_of(prefix: str) -> Optional[int]:

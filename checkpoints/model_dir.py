@@ -98,6 +98,10 @@ def training_writer(directory: str) -> Optional[str]:
     return None
 
 
+def _article(word: str) -> str:
+    return "an" if word[:1] in "aeiou" else "a"
+
+
 def check_writable(directory: str) -> None:
     """Creates `directory` if needed and writes a probe file into it.
 
@@ -139,7 +143,8 @@ class Claim:
                 holder = _holder(path)
                 self.release()
                 raise ModelDirBusyError(
-                    f"{directory} is in use by {holder}, a {role} run writing into it")
+                    f"{directory} is in use by {holder}, {_article(role)} {role} run writing "
+                    "into it")
             os.ftruncate(fd, 0)
             stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
             os.write(fd, f"{os.getpid()} {socket.gethostname()} {stamp}\n".encode())

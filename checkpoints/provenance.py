@@ -1,9 +1,9 @@
-"""What a run's checkpoint or SavedModel says about it: its stage and class names.
+"""What a run's checkpoint or SavedModel says about it: its stage, class names and data.
 
-config.json and our SavedModels record the class names (label k = class_names[k]); the checks
-that compare them with the data of a run that continues from it are in flags/checks.py, the
-sentence that names their first difference (`difference`) is here, where --mode=predict reads
-it too.
+config.json and our SavedModels record the class names (label k = class_names[k]); config.json
+also records the data (data set, train split, holdout). The checks that compare them with the
+data of a run that continues from it are in flags/checks.py, the sentence that names the first
+difference of two class-name lists (`difference`) is here, where --mode=predict reads it too.
 """
 import json
 import os
@@ -90,6 +90,33 @@ def official_num_classes(path: str) -> Optional[int]:
     kernels = [shape for key, shape in shapes.items()
                if key.startswith(f"model/{official.SUPERVISED_HEAD}/") and len(shape) == 2]
     return kernels[0][-1] if len(kernels) == 1 else None
+
+
+def recorded_data(path: str, need_checkpoint: bool = False) -> Optional[dict]:
+    """The data part ("data") of config.json of the run that wrote `path`, or None.
+
+    Args:
+      path: a model_dir, a checkpoint prefix, or one of our SavedModels where a run left it
+        (`<model_dir>/saved_model/<step>`); a SavedModel elsewhere has no config.json.
+      need_checkpoint: None unless the model_dir also holds a checkpoint (a resume).
+
+    Returns:
+      {'dataset', 'train_split', 'holdout_fraction', ...} as recorded, or None where nothing
+      is recorded (no config.json, or one written before it had a data part).
+    """
+    if export_lib.is_saved_model_dir(path):
+        parent = os.path.dirname(os.path.abspath(path))
+        directory = os.path.dirname(parent) if os.path.basename(parent) == "saved_model" else ""
+    elif os.path.isdir(path):
+        directory = path
+    else:
+        directory = os.path.dirname(ckpt_lib.resolve_checkpoint(path))
+    config = os.path.join(directory, "config.json")
+    if not directory or not os.path.exists(config) or (
+            need_checkpoint and not _has_checkpoint(directory)):
+        return None
+    with open(config) as f:
+        return json.load(f).get("data") or None
 
 
 def recorded_class_names(model_dir: str) -> tuple:

@@ -68,9 +68,10 @@ def default_eval_split(source: source_lib.Source) -> str:
             return split
     raise ValueError(
         f'{source.name} has no test or validation split (splits: {", ".join(source.splits)}). '
-        f'Evaluate on a held-out part of the training images with --holdout_fraction=0.1 '
-        f'--eval_split=holdout, or give the folder train/ and test/ (or validation/) '
-        f'sub-folders, each with the class sub-folders.')
+        f'Give the folder train/ and test/ (or validation/) sub-folders, each with the class '
+        f'sub-folders, or hold part of the training images out from the first stage on '
+        f'(--holdout_fraction=0.1 on every stage, --eval_split=holdout to evaluate: a run '
+        f'that trained on them cannot be evaluated on them).')
 
 
 def manual_files(dataset: str) -> tuple:

@@ -7,7 +7,9 @@ Layouts (sub-folders and files starting with '.' are ignored):
                                       above; classes are the sorted union over the splits.
 Any other folder is the single split 'train'. Splits take TFDS slicing ('train[:50]',
 'train[10%:]', 'train[:10]+train[20:30]'); examples are in class order (then file name), so
-a slice of the first examples holds the first classes only.
+a slice of the first examples holds the first classes only. Class folders may be symbolic
+links, but not to the root, a split folder or another class folder (every image would be read
+twice): refused.
 
 A list of image files (`FileListSource`): a text file naming one image a line (relative paths
 start at the list's folder; blank lines and lines starting with '#' are skipped); unlabelled,
@@ -60,6 +62,42 @@ def _split_roots(root: str) -> Dict[str, str]:
     if subfolders and set(subfolders) <= set(SPLIT_FOLDERS):
         return {s: os.path.join(root, s) for s in subfolders}
     return {'train': root}
+
+
+def _contains(outer: str, inner: str) -> bool:
+    return inner == outer or inner.startswith(outer.rstrip(os.sep) + os.sep)
+
+
+def _check_links(root: str, roots: Dict[str, str]) -> None:
+    """Refuses class folders that reach the same images twice through symbolic links.
+
+    A class folder linked to the root (or to a split folder, or to a folder above) would read
+    every image again under its own class name, and two class folders of the same images
+    (one a link to the other, also across splits) label each image twice or put training
+    images into the test split. A link to a folder elsewhere is a class like any other.
+
+    Raises:
+      ValueError: naming the folder, where it leads and what to do.
+    """
+    containers = {os.path.realpath(p) for p in (root, *roots.values())}
+    seen = {}  # real path -> the class folder that reaches it
+    for path in roots.values():
+        for name in _class_folders(path):
+            shown = os.path.join(path, name)
+            real = os.path.realpath(shown)
+            if any(_contains(real, c) for c in containers):
+                raise ValueError(
+                    f'the class folder {shown} leads to {real}, which holds the class folders '
+                    f'themselves (a link to the root or a folder above it): every image would '
+                    f'be read again as class {name!r}; remove the link.')
+            for other_real, other in seen.items():
+                if _contains(real, other_real) or _contains(other_real, real):
+                    where = (f'both lead to {real}' if real == other_real else
+                             f'{other} leads to {other_real}, {shown} to {real}')
+                    raise ValueError(
+                        f'the class folders {other} and {shown} reach the same images '
+                        f'({where}): each image would count twice; remove one of them.')
+            seen[real] = shown
 
 
 def _scan_split(path: str, class_names: Sequence[str]) -> Tuple[List[str], List[int]]:
@@ -250,12 +288,14 @@ class FolderSource(FilesSource):
 
         Raises:
           FileNotFoundError: `root` is not a directory.
-          ValueError: a split folder holds no readable JPEG or PNG image, or the processes
-            of `share` list different files.
+          ValueError: a split folder holds no readable JPEG or PNG image, class folders reach
+            the same images twice through links, or the processes of `share` list different
+            files.
         """
         if not os.path.isdir(root):
             raise FileNotFoundError(f'Image folder {root} does not exist.')
         roots = _split_roots(root)
+        _check_links(root, roots)
         class_names = sorted({c for p in roots.values() for c in _class_folders(p)})
         where = {split: f'{path} (looked for {", ".join(IMAGE_EXTENSIONS)} files, in class '
                         f'sub-folders or directly in it)' for split, path in roots.items()}

@@ -10,7 +10,7 @@ import json
 import os
 import shlex
 import sys
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence
 
 from stages import STAGES
 
@@ -29,8 +29,14 @@ CARRIED_FLAGS = (
 # compute (--mode=predict reads the network from the model, README 'Step 4').
 PREDICT_FLAGS = ("dataset", "data_dir", "manual_dir", "download", "eval_split",
                  "holdout_fraction", "eval_batch_size", "precision", "progress_bar")
-# Placeholder of the data set in a fine-tuning command after pretraining without labels.
+# Flags that describe the network: after --mode=eval they come from the evaluated run (its
+# config.json), not from what was typed, or the next stage would build another network.
+NETWORK_FLAGS = ("resnet_depth", "width_multiplier", "sk_ratio", "se_ratio", "proj_head_mode",
+                 "num_proj_layers", "proj_out_dim", "global_bn", "batch_norm_decay")
+# Placeholders of the data set the user must fill in: a labelled one for fine-tuning after
+# pretraining without labels; one with a test split for evaluating runs of data without one.
 LABELLED = "LABELLED"
+WITH_TEST_SPLIT = "WITH_TEST_SPLIT"
 _RUN_PY = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "run.py")
 
 
@@ -67,42 +73,65 @@ def tensorboard_command(logdir: str) -> str:
     return f"{start} --logdir {shlex.quote(logdir)}"
 
 
-def _carried(flag_values, dataset: Optional[str], names: Sequence[str] = CARRIED_FLAGS):
-    """The flags of `names` the user set, serialized; `dataset` replaces --dataset when given."""
+def _carried(flag_values, dataset: Optional[str], names: Sequence[str] = CARRIED_FLAGS,
+             network: Optional[dict] = None):
+    """The flags of `names` the user set, serialized; `dataset` replaces --dataset when given.
+
+    `network` ({flag: value}) replaces the values of NETWORK_FLAGS, and carries those that
+    differ from the flag's default even when the user did not set them.
+    """
     args = []
     for name in names:
+        flag = flag_values[name]
         if name == "dataset" and dataset is not None:
             args.append(f"--dataset={dataset}")
-        elif flag_values[name].present and flag_values[name].value is not None:
-            args.append(flag_values[name].serialize())
+        elif network and name in network and network[name] != flag.value:
+            value = network[name]
+            args.append((f"--{name}" if value else f"--no{name}") if flag.boolean
+                        else f"--{name}={value}")
+        elif flag.present and flag.value is not None:
+            args.append(flag.serialize())
     return args
 
 
-def next_dataset(train_mode: str, dataset: str, labelled: bool) -> Optional[str]:
+def next_dataset(train_mode: str, dataset: str, labelled: bool,
+                 evaluable: bool = True) -> Optional[str]:
     """The next stage's --dataset when it must differ from this one's, else None.
 
     Fine-tuning needs labels (after pretraining on a folder without classes: LABELLED, for the
     user to fill in); distillation learns from all unlabelled images, so after fine-tuning on
-    an official ImageNet subset it reads the whole of imagenet2012, as the paper does.
+    an official ImageNet subset it reads the whole of imagenet2012, as the paper does. An
+    evaluation needs a split to evaluate on (data without one: WITH_TEST_SPLIT, to fill in).
     """
     if train_mode == "pretrain" and not labelled:
         return LABELLED
     if train_mode == "finetune" and dataset.startswith("imagenet2012_subset"):
         return "imagenet2012"
+    if not evaluable and "--mode=eval" in (STAGES[train_mode].next_args or ""):
+        return WITH_TEST_SPLIT
     return None
 
 
-def next_command(flag_values, model_dir: str, labelled: bool = True) -> Optional[str]:
+def next_command(flag_values, model_dir: str, labelled: bool = True, evaluable: bool = True,
+                 network: Optional[dict] = None) -> Optional[str]:
     """The next stage's command line, repeating the CARRIED_FLAGS the user set.
 
     None when nothing follows: a distilled model that was evaluated is the end of the stages.
+
+    Args:
+      flag_values: this run's parsed flags.
+      model_dir: this run's model_dir.
+      labelled: whether the data have classes.
+      evaluable: whether the data (with the flags carried) have a split to evaluate on.
+      network: {NETWORK_FLAGS name: value} of the network this run trained or evaluated
+        (`configs.network_flags`); None: the flags as given.
     """
     train_mode, mode = flag_values.train_mode, flag_values.mode
     if train_mode == "distill" and mode != "train":
         return None
     stage = STAGES[train_mode].next_args.format(model_dir=shlex.quote(model_dir))
-    dataset = next_dataset(train_mode, flag_values.dataset, labelled)
-    carried = _carried(flag_values, dataset)
+    dataset = next_dataset(train_mode, flag_values.dataset, labelled, evaluable)
+    carried = _carried(flag_values, dataset, network=network)
     return " ".join([program(), stage] + [shlex.quote(a) for a in carried])
 
 
@@ -141,3 +170,19 @@ def load_export_command(path: str) -> str:
         code = (f"from {module} import Interpreter; "
                 f"print(Interpreter(model_path={json.dumps(shown_path(path))}).get_signature_list())")
     return python_command(code)
+
+
+def notes(command: str, dataset: str) -> List[str]:
+    """What the user must fill into `command` (its placeholders) before it runs, a line each."""
+    lines = []
+    if f"--dataset={LABELLED}" in command:
+        lines.append(f"fine-tuning needs a labelled data set, and {dataset} has no classes: "
+                     f"replace {LABELLED} with folder:/path (one sub-folder per class) or a TFDS "
+                     "name.")
+    if f"--dataset={WITH_TEST_SPLIT}" in command:
+        lines.append(f"evaluation needs a test or validation split, and {dataset} has none (and "
+                     f"no holdout was set aside from the first stage on): replace "
+                     f"{WITH_TEST_SPLIT} with data of the same classes that has one (e.g. "
+                     "folder:/path with train/ and test/ sub-folders, each with the class "
+                     "sub-folders).")
+    return lines

@@ -166,6 +166,17 @@ def _flag_parts(f, num_train_examples: int, class_names) -> dict:
                 lineareval_while_pretraining=f.lineareval_while_pretraining)
 
 
+def network_flags(cfg: cfg_lib.RunConfig) -> dict:
+    """{flag name: value} of the network `cfg` builds (for --mode=eval: the evaluated run's,
+    from its config.json), the inverse of `_flag_parts` for flags/commands.NETWORK_FLAGS."""
+    model, head = cfg.model, cfg.head
+    return {"resnet_depth": model.resnet_depth, "width_multiplier": model.width_multiplier,
+            "sk_ratio": model.sk_ratio, "se_ratio": model.se_ratio,
+            "global_bn": model.global_bn, "batch_norm_decay": model.batch_norm_decay,
+            "proj_head_mode": head.proj_head_mode, "num_proj_layers": head.num_proj_layers,
+            "proj_out_dim": head.proj_out_dim}
+
+
 def _head_classes(f, num_classes: int) -> int:
     """Outputs of the run's supervised head: 0 when pretraining without the linear head."""
     if f.train_mode == "pretrain" and not f.lineareval_while_pretraining:

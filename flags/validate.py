@@ -3,12 +3,14 @@
 Each problem is one line that names the flag, the value and what to do; run.py prints it and
 exits with status 2.
 """
+import json
 import os
 
 from data.config import CROP_MIN_OBJECT_COVERED
 from flags import configs
 
 RESNET_DEPTHS = (18, 34, 50, 101, 152, 200)
+MIN_WIDTH = 0.0235  # the smallest round number with round(64 x w) >= 2 (64 x 0.0235 = 1.504)
 
 
 class FlagError(ValueError):
@@ -24,7 +26,9 @@ def _check_model(f):
     _require(f.resnet_depth in RESNET_DEPTHS,
              f"--resnet_depth={f.resnet_depth}: use one of {', '.join(map(str, RESNET_DEPTHS))}.")
     _require(round(64 * f.width_multiplier) >= 2,
-             f"--width_multiplier={f.width_multiplier}: must be > 0 (paper: 1, 2, 3).")
+             f"--width_multiplier={f.width_multiplier}: too thin, the stem would get "
+             f"round(64 x {f.width_multiplier}) = {round(64 * f.width_multiplier)} channels; "
+             f"the rule is round(64 x w) >= 2, so use at least {MIN_WIDTH} (paper: 1, 2, 3).")
     _require(0.0 <= f.sk_ratio < 1.0,
              f"--sk_ratio={f.sk_ratio}: must be in [0, 1) (paper: 0.0625; 0 turns SK off).")
     _require(0.0 <= f.se_ratio < 1.0, f"--se_ratio={f.se_ratio}: must be in [0, 1).")
@@ -59,6 +63,58 @@ def _check_image_size(f):
              "--image_size.")
 
 
+def memory_bytes() -> int:
+    """The memory this process may use: the physical memory, or a cgroup's limit if lower."""
+    total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(path) as fh:
+                text = fh.read().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            total = min(total, int(text))
+    return total
+
+
+def _hosts(f) -> int:
+    """The hosts that share the global batch: TF_CONFIG's cluster for multi_worker, else 1."""
+    if f.distribution != "multi_worker":
+        return 1
+    try:
+        cluster = json.loads(os.environ.get("TF_CONFIG") or "{}").get("cluster", {})
+    except (ValueError, AttributeError):
+        return 1
+    return max(1, len(cluster.get("worker", [])) + len(cluster.get("chief", [])))
+
+
+def _check_memory(f):
+    """A batch whose pixels alone exceed the memory would end in an out-of-memory traceback
+    (or the kernel's OOM killer) after the data are read: refused up front.
+
+    The estimate is a floor: the float32 pixels of one batch that this host's input pipeline
+    assembles (two views per image in pretraining); the network's activations come on top.
+    """
+    if f.distribution == "tpu":  # the hosts of a TPU slice are not known here
+        return
+    side, hosts, available = f.image_size, _hosts(f), memory_bytes()
+    batches = []
+    if f.mode != "eval":
+        batches.append(("train_batch_size", configs.value(f, "train_batch_size"),
+                        2 if f.train_mode == "pretrain" else 1))
+    if f.mode != "train":
+        batches.append(("eval_batch_size", f.eval_batch_size, 1))
+    for name, batch, views in batches:
+        images = max(1, batch // hosts)
+        need = images * views * side * side * 3 * 4
+        _require(need <= available,
+                 f"--image_size={side}: one batch of --{name}={batch} at {side} x {side} px "
+                 f"({images} images{' x 2 views' if views == 2 else ''} on this host) needs at "
+                 f"least {need / 2**30:,.1f} GiB for its float32 pixels alone, more than the "
+                 f"{available / 2**30:,.1f} GiB of memory here; use a smaller --image_size or "
+                 f"--{name}.")
+
+
 def _check_objective(f):
     tau = configs.value(f, "temperature")
     _require(tau > 0, f"--temperature={tau}: must be > 0 (paper: 0.1).")
@@ -67,6 +123,12 @@ def _check_objective(f):
              f"--memory_ema_decay={f.memory_ema_decay}: must be in [0, 1) (paper: 0.999).")
     _require(0.0 <= f.distill_alpha <= 1.0,
              f"--distill_alpha={f.distill_alpha}: must be in [0, 1] (1 = Eq. 2, no labels).")
+    batch = configs.value(f, "train_batch_size")
+    _require(f.train_mode != "pretrain" or f.mode == "eval" or batch != 1 or f.memory_size,
+             "--train_batch_size=1 in pretraining without a memory (--memory_size=0): the two "
+             "views of the one image have no negative to be told apart from, so the "
+             "contrastive loss is 0 and nothing is learnt; use a batch of at least 2 (paper: "
+             "4096) or a memory of negatives (--memory_size).")
 
 
 def _check_optimisation(f):
@@ -174,13 +236,63 @@ def _check_model_dir(f):
 
 def validate(f) -> None:
     """Raises FlagError with a one-line message for the first bad flag."""
-    checks = (_check_model, _check_image_size, _check_objective, _check_optimisation,
-              _check_data, _check_holdout_and_augment, _check_knn, _check_stage,
-              _check_model_dir)
+    checks = (_check_model, _check_image_size, _check_memory, _check_objective,
+              _check_optimisation, _check_data, _check_holdout_and_augment, _check_knn,
+              _check_stage, _check_model_dir)
     if f.mode in ("predict", "export"):  # nothing is trained; model_dir is only read
         checks = (_check_model, _check_data, _check_holdout_and_augment)
     for check in checks:
         check(f)
+
+
+def flagfile_origin(argv, problem: str) -> str:
+    """Where a flagfile holds the argument `problem` (absl's message, or the argument itself)
+    is about: " (flagfile PATH, line N: TEXT)"; "" when it is on the command line or in no
+    flagfile."""
+    given = [a for a in argv[1:] if not _is_flagfile(a)]
+    if any(_is_about(a, problem) for a in given):
+        return ""
+    for path in _flagfiles(argv[1:]):
+        try:
+            with open(path) as fh:
+                lines = fh.read().splitlines()
+        except OSError:
+            continue
+        for number, line in enumerate(lines, 1):
+            text = line.strip()
+            if text and not text.startswith(("#", "//")) and _is_about(text, problem):
+                return f" (flagfile {path}, line {number}: {text})"
+    return ""
+
+
+def _is_flagfile(arg: str) -> bool:
+    return arg.lstrip("-").split("=", 1)[0] == "flagfile" and arg.startswith("-")
+
+
+def _is_about(arg: str, problem: str) -> bool:
+    """Whether absl's message `problem` names the argument `arg` (or is `arg` itself)."""
+    name = arg.lstrip("-").split("=", 1)[0]
+    return arg in problem or (arg.startswith("-") and f"'{name}'" in problem)
+
+
+def _flagfiles(args, seen=()) -> list:
+    """The flagfiles that `args` name, nested ones after the file that names them."""
+    found = []
+    for i, arg in enumerate(args):
+        if not _is_flagfile(arg):
+            continue
+        path = arg.split("=", 1)[1] if "=" in arg else (args[i + 1] if i + 1 < len(args) else "")
+        path = os.path.expanduser(path)
+        if not path or path in seen or path in found:
+            continue
+        found.append(path)
+        try:
+            with open(path) as fh:
+                nested = [line.strip() for line in fh]
+        except OSError:
+            continue
+        found += [p for p in _flagfiles(nested, (*seen, *found)) if p not in found]
+    return found
 
 
 def check_batch_divides(global_batch: int, replicas: int, name="train_batch_size"):

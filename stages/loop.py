@@ -20,7 +20,7 @@ from checkpoints import export as export_lib
 from checkpoints import manager as ckpt_lib
 from tf2 import model as model_lib
 from tf2.config import RunConfig
-from stages import summaries
+from stages import preemption, summaries
 
 StepFn = Callable[[Dict[str, tf.Tensor]], Dict[str, tf.Tensor]]
 
@@ -95,29 +95,6 @@ def _compile_loop(one_step, names):
     return loop_fn
 
 
-class _StopRequest:
-    """Turns SIGTERM (preemption) into a flag the host loop checks between loops."""
-
-    def __init__(self):
-        self.requested = False
-        self._previous = None
-
-    def __enter__(self):
-        try:
-            self._previous = signal.signal(signal.SIGTERM, self._handle)
-        except ValueError:  # not the main thread: no handler, nothing to restore
-            self._previous = None
-        return self
-
-    def _handle(self, signum, frame):
-        logging.warning("SIGTERM received: saving a checkpoint after the current loop.")
-        self.requested = True
-
-    def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
-
-
 def _first_batch_images(strategy, input_fn, key):
     """Local images of the first batch of replica 0, for one TensorBoard grid.
 
@@ -136,8 +113,9 @@ def run_stage(cfg: RunConfig, strategy, parts: StageParts, is_chief=True,
               record=None) -> Dict[str, float]:
     """Trains `parts` for `cfg.train.total_steps` steps with resume, and exports at the end.
 
-    SIGTERM (preemption) at any time from here on saves a checkpoint after the current loop
-    and raises SystemExit with a message saying how to resume.
+    SIGTERM (preemption) while training saves a checkpoint after the current loop; during
+    the export (after the last checkpoint) it stops at once. Either raises
+    `preemption.Stopped` with a message saying what is saved and how to go on.
 
     Args:
       record: the chief's `checkpoints.record.RunRecord` (None: write no record): told when
@@ -147,7 +125,7 @@ def run_stage(cfg: RunConfig, strategy, parts: StageParts, is_chief=True,
     Returns:
       the metrics of the last loop (host floats).
     """
-    with _StopRequest() as stop:  # first: a SIGTERM during start-up must not kill the run
+    with preemption.StopRequest() as stop:  # first: a SIGTERM from here on saves first
         manager = ckpt_lib.CheckpointManager(
             cfg.model_dir, cfg.keep_checkpoint_max, is_chief=is_chief, model=parts.model,
             optimizer=parts.optimizer, **parts.extra_state)
@@ -164,8 +142,12 @@ def run_stage(cfg: RunConfig, strategy, parts: StageParts, is_chief=True,
             metrics = _train(cfg, strategy, parts, manager, writer, stop, record)
         finally:
             writer.close()
-    if is_chief:
-        export(cfg, parts.model, int(parts.optimizer.iterations.numpy()))
+    step = int(parts.optimizer.iterations.numpy())
+    with preemption.ExitOnSigterm(_export_stopped_message(step)) as exporting:
+        if stop.requested:  # it came after the last loop, whose checkpoint is saved
+            raise preemption.Stopped(exporting.message)
+        if is_chief:
+            export(cfg, parts.model, step)
     manager.cleanup()
     return metrics
 
@@ -233,7 +215,7 @@ def _train(cfg, strategy, parts, manager, writer, stop, record=None) -> Dict[str
             last_saved = step
         if stop.requested:
             progress.close()
-            raise SystemExit(_preempted_message(step, cfg.model_dir))
+            raise preemption.Stopped(_preempted_message(step, cfg.model_dir))
     progress.close()
     return metrics
 
@@ -265,3 +247,9 @@ def _check_finite(metrics, step, manager):
 def _preempted_message(step, model_dir):
     return (f"Stopped by SIGTERM at step {step}; checkpoint saved in {model_dir}. Run the "
             "same command again to resume.")
+
+
+def _export_stopped_message(step):
+    return (f"Stopped by SIGTERM while exporting the SavedModel of step {step}; the checkpoint "
+            f"of step {step} is saved, nothing was lost. Run the same command again to export "
+            "it.")

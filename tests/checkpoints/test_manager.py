@@ -128,6 +128,30 @@ def test_state_file_is_updated_only_after_data_is_complete(tmp_path, monkeypatch
     assert fresh["w"].numpy()[0, 0] == 20.0
 
 
+@pytest.mark.parametrize("state", ["garbled", "missed the newest"])
+def test_checkpoints_the_state_file_forgot_are_pruned_too(tmp_path, caplog, state):
+    """--keep_checkpoint_max=5 keeps 5 even after the state file lost track of checkpoints:
+    garbled (a warning names it) or not updated by a save that was killed after its files."""
+    _saved_run(tmp_path, steps=(1, 2, 3, 4), max_to_keep=5)
+    path = tmp_path / "checkpoint"
+    before_five = path.read_text()
+    _saved_run(tmp_path, steps=(5,), max_to_keep=5)
+    path.write_text("\x00garbage {{ not a CheckpointState" if state == "garbled" else before_five)
+    caplog.set_level(logging.WARNING)
+    objs = _state(0)
+    manager = ckpt_lib.CheckpointManager(str(tmp_path), 5, **objs)
+    assert manager.restore_latest() == 5 and objs["w"].numpy()[0, 0] == 5.0
+    manager.save(6)
+    assert sorted(p.name for p in tmp_path.glob("ckpt-*.index")) == [
+        f"ckpt-{step}.index" for step in (2, 3, 4, 5, 6)]
+    listed = tf.train.get_checkpoint_state(str(tmp_path)).all_model_checkpoint_paths
+    assert [os.path.basename(p) for p in listed] == [f"ckpt-{step}" for step in (2, 3, 4, 5, 6)]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING
+                and r.name == "absl"]
+    named = [w for w in warnings if f"state file {path} is unreadable" in w]
+    assert len(named) == (1 if state == "garbled" else 0), warnings
+
+
 def test_unfinished_temp_directory_is_ignored(tmp_path):
     _saved_run(tmp_path)
     temp = tmp_path / "ckpt-30_temp"  # what a save killed while writing shards leaves

@@ -42,7 +42,8 @@ def kept(directory):
 def test_live_holder_refuses_same_role_and_names_its_pid(tmp_path):
     holder = start_holder(tmp_path, model_dir.TRAIN)
     try:
-        with pytest.raises(model_dir.ModelDirBusyError, match=rf"process {holder.pid} on host"):
+        with pytest.raises(model_dir.ModelDirBusyError,
+                           match=rf"process {holder.pid} on host .*, a train run writing"):
             model_dir.Claim(str(tmp_path), [model_dir.TRAIN])
         # All or nothing: the eval lock taken before the refusal is released again.
         with pytest.raises(model_dir.ModelDirBusyError):
@@ -56,6 +57,16 @@ def test_live_holder_refuses_same_role_and_names_its_pid(tmp_path):
         holder.wait()
     assert model_dir.training_writer(str(tmp_path)) is None  # died: nobody writes
     assert model_dir.training_writer(str(tmp_path / "absent")) is None
+
+
+def test_an_evaluator_holding_the_eval_lock_is_named_an_eval_run(tmp_path):
+    holder = start_holder(tmp_path, model_dir.EVAL)
+    try:
+        with pytest.raises(model_dir.ModelDirBusyError, match=r", an eval run writing into it"):
+            model_dir.Claim(str(tmp_path), [model_dir.EVAL])
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 def test_lock_of_a_killed_process_is_free(tmp_path):

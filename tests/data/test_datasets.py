@@ -11,6 +11,7 @@ from PIL import Image
 
 from data import datasets
 from data import fashion_mnist
+from data import folders
 from data import subsets
 from data.config import DataConfig
 
@@ -230,6 +231,38 @@ def test_flat_split_and_empty_folders(tmp_path):
         datasets.load(DataConfig(dataset=f'folder:{tmp_path / "empty"}'))
 
 
+def test_class_folders_that_reach_the_same_images_are_refused(tmp_path):
+    """A link to the root (or to another class folder, also across splits) would read images
+    twice; a class folder linked to a folder elsewhere is a class like any other."""
+    pixels = np.zeros((2, 2, 3), np.uint8)
+    root = tmp_path / 'root'
+    for name in ('a', 'b'):
+        _write(root / name / 'x.png', pixels, 'PNG')
+    (root / 'c').symlink_to(root / 'a')
+    with pytest.raises(ValueError, match=rf'^the class folders {root}/a and {root}/c reach the '
+                                         rf'same images \(both lead to {root}/a\): each image '
+                                         r'would count twice; remove one of them\.$'):
+        folders.FolderSource(str(root))
+    (root / 'c').unlink()
+    (root / 'up').symlink_to(tmp_path)  # above the root: the root is inside it
+    with pytest.raises(ValueError, match=rf'^the class folder {root}/up leads to {tmp_path}, '
+                                         r'which holds the class folders themselves'):
+        folders.FolderSource(str(root))
+    (root / 'up').unlink()
+    splits = tmp_path / 'splits'
+    _write(splits / 'train' / 'a' / 'x.png', pixels, 'PNG')
+    (splits / 'test').mkdir()
+    (splits / 'test' / 'a').symlink_to(splits / 'train' / 'a')  # the test images are trained on
+    with pytest.raises(ValueError, match='reach the same images'):
+        folders.FolderSource(str(splits))
+    linked = tmp_path / 'linked'
+    linked.mkdir()
+    (linked / 'b').symlink_to(root / 'b')
+    (linked / 'z').symlink_to(root / 'a')
+    source = folders.FolderSource(str(linked))
+    assert source.class_names == ('b', 'z') and list(source.labels('train')) == [0, 1]
+
+
 def test_folder_splits_take_tfds_slices(tmp_path):
     """Six images, 3 per class in file order; a slice keeps positions, -1 outside it."""
     for i in range(6):
@@ -261,7 +294,8 @@ def test_default_eval_split_is_the_one_the_data_set_has(fashion, tmp_path):
     _write(tmp_path / 'plain' / 'a' / 'x.png', np.zeros((2, 2, 3), np.uint8), 'PNG')
     plain = datasets.load(DataConfig(dataset=f'folder:{tmp_path / "plain"}'))
     with pytest.raises(ValueError, match=r'no test or validation split \(splits: train\).*'
-                                         r'--holdout_fraction=0.1 --eval_split=holdout'):
+                                         r'from the first stage on \(--holdout_fraction=0.1 on '
+                                         r'every stage, --eval_split=holdout'):
         datasets.default_eval_split(plain)
 
 

@@ -53,6 +53,39 @@ def test_the_next_stage_keeps_a_labelled_data_set(parse):
     assert "--dataset=cifar10" in _words(commands.next_command(f, "runs/f"))
 
 
+def test_an_evaluation_of_data_without_a_test_split_asks_for_data_with_one(parse):
+    f = parse("--train_mode=distill", "--teacher=/", "--dataset=folder:/imgs")
+    command = commands.next_command(f, "runs/d", evaluable=False)
+    words = _words(command)
+    assert words[:3] == ["--mode=eval", "--train_mode=distill", "--model_dir=runs/d"]
+    assert "--dataset=WITH_TEST_SPLIT" in words and "--dataset=folder:/imgs" not in words
+    (note,) = commands.notes(command, "folder:/imgs")
+    assert note.startswith("evaluation needs a test or validation split, and folder:/imgs has "
+                           "none") and "replace WITH_TEST_SPLIT with data of the same classes" \
+        in note
+    assert "--dataset=folder:/imgs" in _words(commands.next_command(f, "runs/d"))
+    # Only the evaluation needs the split: the training stages' commands keep the data set.
+    f = parse("--train_mode=finetune", "--checkpoint=/", "--dataset=folder:/imgs")
+    assert "--dataset=folder:/imgs" in _words(commands.next_command(f, "runs/f",
+                                                                    evaluable=False))
+
+
+def test_the_evaluated_runs_network_replaces_the_typed_network_flags(parse):
+    """After --mode=eval the network comes from the run's config.json: typed flags that differ
+    are replaced, flags left at a default the run did not use are added."""
+    from flags import configs
+    from tf2 import config as cfg_lib
+    f = parse("--mode=eval", "--train_mode=pretrain", "--resnet_depth=34", "--noglobal_bn",
+              "--proj_out_dim=16", "--num_proj_layers=3", "--image_size=64")
+    trained = cfg_lib.RunConfig(model=cfg_lib.ModelConfig(resnet_depth=50, width_multiplier=2),
+                                head=cfg_lib.HeadConfig(proj_out_dim=128, num_proj_layers=3))
+    words = _words(commands.next_command(f, "runs/p", network=configs.network_flags(trained)))
+    assert words[:2] == ["--train_mode=finetune", "--checkpoint=runs/p"]
+    assert sorted(words[2:]) == sorted([
+        "--image_size=64", "--resnet_depth=50", "--width_multiplier=2", "--num_proj_layers=3",
+        "--proj_out_dim=128", "--global_bn"])
+
+
 @pytest.mark.parametrize("mode, expected", [
     ("train", ["--mode=eval", "--train_mode=distill", "--model_dir=runs/d"]),
     ("train_then_eval", None), ("eval", None)])

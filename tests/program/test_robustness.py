@@ -56,6 +56,41 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 '''
 
 
+# run.py with a fault at a chosen moment: FAULT=load sends this process SIGTERM as the data
+# start to load (start-up), FAULT=export as the SavedModel starts to be written (after the
+# last checkpoint), FAULT=oom makes the first training loop fail as TensorFlow does when an
+# allocation fails (ResourceExhaustedError "OOM when allocating tensor").
+FAULT_DRIVER = '''
+import os, runpy, signal, sys
+sys.path.insert(0, os.path.dirname(sys.argv[1]))  # the repository: run.py's modules
+import tensorflow as tf
+fault = os.environ["FAULT"]
+
+def sigterm_first(fn):
+    def call(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return fn(*args, **kwargs)
+    return call
+
+if fault == "load":
+    from data import datasets
+    datasets.load = sigterm_first(datasets.load)
+elif fault == "export":
+    tf.saved_model.save = sigterm_first(tf.saved_model.save)
+elif fault == "oom":
+    from stages import loop
+    def make_multi_step(strategy, step_fn, jit_compile=False):
+        def multi_step(iterator, num_steps):
+            raise tf.errors.ResourceExhaustedError(
+                None, None, "OOM when allocating tensor with shape[16,4096,4096,6] and type "
+                "float on /job:localhost/replica:0/task:0/device:CPU:0 by allocator cpu")
+        return multi_step
+    loop.make_multi_step = make_multi_step
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+'''
+
+
 def _run(args, cwd=REPO, prefix=(), env=None):
     return hang_guard.run([*prefix, sys.executable, str(REPO / "run.py"), *args], cwd=cwd,
                           capture_output=True, text=True, env=env)
@@ -291,3 +326,63 @@ def test_nan_stop_leaves_config_and_flags_and_adds_its_start(runs):
     assert first == _json_lines(Path(pretrain.model_dir) / "starts.jsonl")[0]
     assert (first["flags"]["learning_rate"], second["flags"]["learning_rate"]) == (0.1, 1e30)
     assert second["resumed_from_step"] == 8 and "--learning_rate=1e30" in second["command"]
+
+
+# --- SIGTERM outside the training steps, out of memory ------------------------------------------
+
+def _faulty_run(tmp_path, fault, args):
+    (tmp_path / "driver.py").write_text(FAULT_DRIVER)
+    return subprocess.run([sys.executable, str(tmp_path / "driver.py"), str(REPO / "run.py"),
+                           *args], cwd=REPO, capture_output=True, text=True, timeout=RUN_TIMEOUT,
+                          env=dict(os.environ, FAULT=fault))
+
+
+def _toy_run(runs, model_dir):
+    return [f"--dataset=folder:{runs.toy_dir}", "--width_multiplier=0.25", "--image_size=16",
+            "--proj_out_dim=16", "--train_batch_size=8", "--precision=float32",
+            "--train_steps=2", "--steps_per_loop=2", f"--model_dir={model_dir}"]
+
+
+def _stopped(tmp_path, runs, fault, message):
+    """Runs the toy run with `fault`; checks the one line SIGTERM left: `message`, then the
+    command that goes on, as typed. Returns (the run's arguments, its model_dir)."""
+    model_dir = tmp_path / "run"
+    args = _toy_run(runs, model_dir)
+    proc = _faulty_run(tmp_path, fault, args)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    lines = [l for l in proc.stderr.splitlines() if l.startswith("Stopped by SIGTERM")]
+    assert len(lines) == 1 and lines[0].startswith(message), proc.stderr[-3000:]
+    assert lines[0].split(" The command: ", 1)[1].split()[-len(args):] == args
+    return args, model_dir
+
+
+def test_sigterm_during_start_up_says_nothing_was_lost(runs, tmp_path):
+    _, model_dir = _stopped(tmp_path, runs, "load",
+                            "Stopped by SIGTERM during start-up, before any training step: "
+                            "nothing was lost (model_dir is as it was). Run the same command "
+                            "again.")
+    assert not model_dir.exists()
+
+
+def test_sigterm_during_the_export_keeps_the_checkpoint_and_the_command_exports_it(runs,
+                                                                                  tmp_path):
+    args, model_dir = _stopped(tmp_path, runs, "export",
+                               "Stopped by SIGTERM while exporting the SavedModel of step 2; the "
+                               "checkpoint of step 2 is saved, nothing was lost. Run the same "
+                               "command again to export it.")
+    assert (model_dir / "ckpt-2.index").exists() and not os.listdir(model_dir / "saved_model")
+    again = _run(args)  # the same command, without the fault
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "Resuming from the checkpoint of step 2" in again.stdout
+    assert os.listdir(model_dir / "saved_model") == ["2"]
+    assert sorted(p.name for p in model_dir.glob("ckpt-*.index")) == ["ckpt-2.index"]
+
+
+def test_out_of_memory_is_one_line_naming_the_size_and_batch(runs, tmp_path):
+    model_dir = tmp_path / "run"
+    error = _one_error(_faulty_run(tmp_path, "oom", _toy_run(runs, model_dir)), 1)
+    assert error == (
+        "error: out of memory (OOM when allocating tensor with shape[16,4096,4096,6] and type "
+        "float on /job:localhost/replica:0/task:0/device:CPU:0 by allocator cpu) at "
+        f"--image_size=16 with --train_batch_size=8; the checkpoints in {model_dir} are intact: "
+        "use a smaller --image_size or batch size (or a machine with more memory).")

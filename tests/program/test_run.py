@@ -100,6 +100,13 @@ def _check_eval_result(model_dir, step, num_examples):
     (["--eval_split=holdout", "--mode=train_then_eval"], "--eval_split=holdout"),
     (["--knn_k=0"], "--knn_k=0"),
     (["--knn_every_steps=-1"], "--knn_every_steps=-1"),
+    (["--width_multiplier=0.01"], "--width_multiplier=0.01: too thin, the stem would get "
+     "round(64 x 0.01) = 1 channels; the rule is round(64 x w) >= 2, so use at least 0.0235"),
+    (["--train_batch_size=1"], "--train_batch_size=1 in pretraining without a memory"),
+    # 256 images x 2 views x 100000^2 px x 3 channels x 4 bytes, more than any machine here.
+    (["--image_size=100000", "--use_blur=false"], "--image_size=100000: one batch of "
+     "--train_batch_size=256 at 100000 x 100000 px (256 images x 2 views on this host) needs "
+     f"at least {256 * 2 * 100000 ** 2 * 3 * 4 / 2 ** 30:,.1f} GiB"),
 ])
 def test_bad_flag_exits_2_with_one_line_naming_it(args, named, tmp_path):
     args = [a.format(tmp=tmp_path) for a in args]
@@ -110,6 +117,44 @@ def test_bad_flag_exits_2_with_one_line_naming_it(args, named, tmp_path):
     assert len(errors) == 1 and named in errors[0], proc.stderr
     assert "Traceback" not in proc.stderr and proc.stdout == ""
     assert not (tmp_path / "runs").exists()  # no run directory was made
+
+
+def test_the_smallest_width_and_the_memory_floor_are_where_the_messages_say(run_flags):
+    """0.0235 is the first round number with round(64 w) >= 2; a batch whose float32 pixels
+    fit in memory passes, one a pixel row larger per side does not."""
+    assert round(64 * validate.MIN_WIDTH) == 2 and round(64 * (validate.MIN_WIDTH - 1e-4)) == 1
+    validate._check_model(run_flags(f"--width_multiplier={validate.MIN_WIDTH}"))
+    memory = validate.memory_bytes()
+    side = int((memory / (8 * 2 * 3 * 4)) ** 0.5)  # 8 images x 2 views x 3 x 4 bytes <= memory
+    validate._check_memory(run_flags(f"--image_size={side}", "--train_batch_size=8"))
+    with pytest.raises(validate.FlagError, match=f"--image_size={side + 1}: "):
+        validate._check_memory(run_flags(f"--image_size={side + 1}", "--train_batch_size=8"))
+    # Evaluation reads one view per image, at --eval_batch_size (15 x 1 < 8 x 2 views).
+    validate._check_memory(run_flags("--mode=eval", f"--image_size={side + 1}",
+                                     "--eval_batch_size=15", "--train_batch_size=100000"))
+
+
+def test_a_bad_flagfile_line_names_the_file_and_line(tmp_path):
+    (tmp_path / "unknown.cfg").write_text("# the paper's setting\n--resnet_depth=50\n"
+                                          "--no_such_flag=1\n")
+    (tmp_path / "value.cfg").write_text("--resnet_depth=abc\n")
+    (tmp_path / "nested.cfg").write_text("--flagfile=value.cfg\n")
+    (tmp_path / "dashes.cfg").write_text("--width_multiplier=1\nresnet_depth=50\n")
+    for name, line, text in [("unknown.cfg", 3, "--no_such_flag=1"),
+                             ("nested.cfg", None, "--resnet_depth=abc"),
+                             ("dashes.cfg", 2, "resnet_depth=50")]:
+        proc = subprocess.run([sys.executable, str(REPO / "run.py"), f"--flagfile={name}"],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2, proc.stderr
+        (error,) = _error_lines(proc.stderr)
+        where = f"(flagfile {name}, line {line}: {text})" if line else \
+            f"(flagfile value.cfg, line 1: {text})"  # the nested file that holds it
+        assert where in error, error
+    # The same value typed on the command line is not blamed on the flagfile.
+    proc = subprocess.run([sys.executable, str(REPO / "run.py"), "--flagfile=value.cfg",
+                           "--resnet_depth=abc"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120)
+    assert "flagfile" not in _error_lines(proc.stderr)[0]
 
 
 def test_batch_must_divide_over_replicas():
@@ -573,3 +618,37 @@ def test_finetuning_at_an_image_size_of_the_other_stem_is_one_line(runs):
         assert "trained with the CIFAR stem (3x3/1 convolution without max-pool" in errors[0]
         assert errors[0].endswith("pass the --image_size it was trained with")
         assert not (runs.base / "never").exists()
+
+
+def _network_values(args):
+    """{flag: float value} of the network flags among command-line `args`."""
+    from flags import commands
+    values = {}
+    for arg in args:
+        name, _, value = arg[2:].partition("=")
+        if name in commands.NETWORK_FLAGS and value:
+            values[name] = float(value)
+    return values
+
+
+@runs("pretrain")
+def test_after_eval_the_next_command_builds_the_evaluated_network_not_the_typed_one(
+        runs, tmp_path):
+    """--mode=eval rebuilds the run's network from its config.json whatever the flags say; the
+    printed fine-tuning command must do the same (it used to repeat the typed flags and fail
+    at the warm start), i.e. carry what the pretraining itself printed (and the finetune job
+    ran)."""
+    import shutil
+    pretrain = runs.result("pretrain").check()
+    model_dir = tmp_path / "copy"
+    shutil.copytree(pretrain.model_dir, model_dir)
+    typed = ["--resnet_depth=34", "--width_multiplier=2", "--proj_out_dim=64"]
+    args = [a for a in pretrain.args if not a.startswith("--model_dir=")] + [
+        "--mode=eval", "--eval_timeout=0", *typed, f"--model_dir={model_dir}"]
+    result = runs.run(args, "eval_typed_network").check()
+    assert result.lines_starting("network")[0].startswith("ResNet-18 x1,"), result.stdout
+    nxt = result.next_args()
+    assert nxt[:2] == ["--train_mode=finetune", f"--checkpoint={model_dir}"]
+    assert _network_values(nxt) == _network_values(pretrain.next_args()) == {
+        "resnet_depth": 18, "width_multiplier": 1, "proj_out_dim": 16}
+    assert not set(typed) & set(nxt)
