@@ -31,7 +31,8 @@ search, runner, study, pixels, curves, claims, report, figures). The protocol:
 Resumable: a finished run's record (bench_*.json in its model_dir) is reused, an unfinished
 one resumes from its checkpoint. --dry_run walks the same code without running anything: each
 trial scores as search.typical_score says (every weight decay and length edge extended once),
-and a worst case where every upward cap is reached.
+and a worst case where every upward cap is reached; speeds are those the part files in
+--results_dir measured on this CPU model, else estimates (bench/semisup_study/runner.py).
 """
 import argparse
 import os
@@ -42,7 +43,7 @@ from bench.semisup_study import protocol as P
 from bench.semisup_study import report
 from bench.semisup_study import runner
 from bench.semisup_study import search
-from bench.semisup_study.study import Study
+from bench.semisup_study.study import Study, measured_speeds
 
 DOCS = os.path.join(harness.ROOT, "docs", "semisup")
 CHOICES = (*P.PART_ORDER, "all", "report")
@@ -74,11 +75,11 @@ def parts_of(choice):
 def project(args, cpu) -> dict:
     """{part: (typical minutes, worst-case minutes)} of the parts asked for, in order, on
     what --out holds now; prints every command of the typical projection."""
-    out = {}
+    out, measured = {}, measured_speeds(args.results_dir, cpu)
     for name, score in (("typical", search.typical_score(P.SCALES[args.scale].rule)),
                         ("worst", search.edge_score)):
         study = Study(P.SCALES[args.scale], args.scale, os.path.abspath(args.out),
-                      args.results_dir, cpu, projection=score)
+                      args.results_dir, cpu, projection=score, measured=measured)
         for part in parts_of(args.part):
             before = set(study.records["runs"])
             study.run_part(part)

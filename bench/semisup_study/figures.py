@@ -4,7 +4,6 @@ from typing import List
 
 from bench.semisup_study import claims as C
 from bench.semisup_study import protocol as P
-from bench.semisup_study import report
 
 FIGURE1_BUDGETS = ("13pc", "1pct", "10pct")
 FIGURE2_ARMS = ("supervised", "finetune", "finetune_big", "selfdistill", "big_to_small",
@@ -24,7 +23,7 @@ def figure1(t, s: P.Scale, path: str):
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5.5, 4))
     small, big = s.nets["small"], s.nets["big"]
-    xs = [report.encoder_parameters(a) / 1e6 for a in (small, big)]
+    xs = [a.parameters() / 1e6 for a in (small, big)]
     for b in FIGURE1_BUDGETS:
         rel = C.relative(t.get("finetune_big", {}).get(b), t.get("finetune", {}).get(b))
         if rel:
@@ -42,7 +41,7 @@ def figure2(t, s: P.Scale, path: str):
     import matplotlib.ticker
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     labels = {b.name: b.labels for b in P.BUDGETS if b.name != "100pct"}
-    names = dict((k, f"{m} ({n})") for k, m, n in report.rows(s))
+    names = dict((k, f"{m} ({n})") for k, m, n in P.table_rows(s))
     for arm in FIGURE2_ARMS:
         pts = [(labels[b], t[arm][b]) for b in labels if t.get(arm, {}).get(b)]
         if pts:

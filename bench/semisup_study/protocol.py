@@ -43,6 +43,21 @@ class Arch:
     def label(self) -> str:
         return f"ResNet-{self.depth} x{self.width:g}"
 
+    def parameters(self) -> int:
+        """Trainable parameters of the CIFAR-stem ResNet-18 encoder (as tf2/resnet.py builds
+        it): 3x3 stem conv + BN, four groups of two basic blocks, 1x1 projection shortcuts."""
+        if self.depth != 18:
+            raise ValueError(f"parameters() counts ResNet-18 only, not {self.label}")
+        conv_bn = lambda k, cin, cout: k * k * cin * cout + 2 * cout  # noqa: E731
+        width = [int(round(c * self.width)) for c in (64, 128, 256, 512)]
+        total, cin = conv_bn(3, 3, width[0]), width[0]
+        for filters in width:
+            total += conv_bn(1, cin, filters)
+            for _ in range(2):
+                total += conv_bn(3, cin, filters) + conv_bn(3, filters, filters)
+                cin = filters
+        return total
+
 
 @dataclasses.dataclass(frozen=True)
 class Arm:
@@ -106,6 +121,9 @@ ARMS = {a.name: a for a in (
 )}
 
 # The distillation curve reaches 10 epochs of the 55,000 images (10 x its budget of 1).
+
+PIXEL_ROWS = (("pixels_logreg", "Logistic regression on raw pixels"),
+              ("pixels_knn", "kNN on raw pixels"))
 
 # What each part runs (the pixel references are in-process, no run.py); a part builds the
 # pretrained encoders and teachers it needs when --out does not hold them yet.
@@ -172,6 +190,12 @@ SMOKE = dataclasses.replace(
     train_steps=2, eval_steps=1, eval_batch_size=64, knn_eval_examples=128, steps_per_loop=1,
     checkpoint_steps=1, logreg_iterations=3)
 SCALES = {"full": FULL, "smoke": SMOKE}
+
+
+def table_rows(s: Scale):
+    """(key, method, network label) of the results table, in order."""
+    out = [(a.name, a.label, s.nets[a.net].label) for a in ARMS.values()]
+    return out + [(key, label, "-") for key, label in PIXEL_ROWS]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,8 +9,6 @@ from bench import harness
 from bench.semisup_study import claims as C
 from bench.semisup_study import protocol as P
 
-PIXEL_ROWS = (("pixels_logreg", "Logistic regression on raw pixels"),
-              ("pixels_knn", "kNN on raw pixels"))
 COLUMNS = tuple(b.name for b in P.BUDGETS)
 
 
@@ -52,34 +50,12 @@ def table(merged: dict) -> Dict[str, Dict[str, dict]]:
     return t
 
 
-def rows(s: P.Scale):
-    """(key, method, network label) of the table, in order."""
-    out = [(a.name, a.label, s.nets[a.net].label) for a in P.ARMS.values()]
-    return out + [(key, label, "-") for key, label in PIXEL_ROWS]
-
-
 def cell(x) -> str:
     if not x:
         return "-"
     if x["n"] == 1:
         return f"{100 * x['mean']:.1f} (n=1)"
     return f"{100 * x['mean']:.1f} ± {100 * x['std']:.1f} (n={x['n']})"
-
-
-def encoder_parameters(arch: P.Arch) -> int:
-    """Trainable parameters of the CIFAR-stem ResNet-18 encoder (as tf2/resnet.py builds
-    it): 3x3 stem conv + BN, four groups of two basic blocks, 1x1 projection shortcuts."""
-    if arch.depth != 18:
-        raise ValueError(f"encoder_parameters counts ResNet-18 only, not {arch.label}")
-    conv_bn = lambda k, cin, cout: k * k * cin * cout + 2 * cout  # noqa: E731
-    width = [int(round(c * arch.width)) for c in (64, 128, 256, 512)]
-    total, cin = conv_bn(3, 3, width[0]), width[0]
-    for filters in width:
-        total += conv_bn(1, cin, filters)
-        for _ in range(2):
-            total += conv_bn(3, cin, filters) + conv_bn(3, filters, filters)
-            cin = filters
-    return total
 
 
 def _pct(x) -> str:
@@ -110,7 +86,7 @@ def markdown(merged: dict, s: P.Scale) -> str:
               "", "| Method | Network | " + " | ".join(
                   P.BUDGET[b].label for b in COLUMNS) + " |",
               "|---|---|" + "---|" * len(COLUMNS)]
-    for key, label, network in rows(s):
+    for key, label, network in P.table_rows(s):
         if key in t:
             lines.append(f"| {label} | {network} | " + " | ".join(
                 cell(t[key].get(b)) for b in COLUMNS) + " |")

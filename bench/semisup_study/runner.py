@@ -18,10 +18,10 @@ from bench.semisup_study import protocol as P
 
 # Images/s relative to pretraining ResNet-18 x0.25 (two views per image), measured on a 2-core
 # AMD EPYC (Zen 4, AVX512-BF16, no AMX) in mixed bfloat16 by the study of commit 34e652a
-# (docs/semisup/results.json, medians over its runs): pretraining x0.25 538 images/s, x0.5
-# 223; fine-tuning x0.25 ~1,030, x0.5 390; linear evaluation 2,130; distillation into x0.25
-# 800 from an x0.25 teacher, 591 from an x0.5 one. Other widths: each doubling of the width
-# costs what it costs pretraining (223 / 538).
+# (docs/semisup/old_protocol/34e652a/results.json, medians over its runs): pretraining x0.25
+# 538 images/s, x0.5 223; fine-tuning x0.25 ~1,030, x0.5 390; linear evaluation 2,130;
+# distillation into x0.25 800 from an x0.25 teacher, 591 from an x0.5 one. Other widths: each
+# doubling of the width costs what it costs pretraining (223 / 538).
 RELATIVE_SPEED = {"pretrain_x0.25": 1.0, "pretrain_x0.5": 223 / 538,
                   "finetune_x0.25": 1030 / 538, "finetune_x0.5": 390 / 538,
                   "linear_x0.25": 2130 / 538,
@@ -63,7 +63,9 @@ class Speeds:
     """images/s per speed key: the estimate, replaced by this machine's measurements."""
 
     def __init__(self, cpu: dict, measured: Optional[Dict[str, float]] = None):
-        self.base, self.source = pretrain_speed(cpu), "estimate from the CPU's flags"
+        self.base, self.source = pretrain_speed(cpu), (
+            "measured on Zen 4 by the study of commit 34e652a" if cpu["avx512_bf16"] and not
+            cpu["amx_bf16"] else "estimate from the CPU's flags")
         self.measured: Dict[str, float] = dict(measured or {})
         if "pretrain_x0.25" in self.measured:
             self.base, self.source = self.measured["pretrain_x0.25"], "measured here"

@@ -5,6 +5,7 @@ distils, which are run (or reused from --out: the same command finds its record)
 With `projection` set nothing runs: each training run scores `projection(point)` and takes
 its projected seconds, so that --dry_run walks exactly the code path of a real part.
 """
+import glob
 import os
 import subprocess
 import sys
@@ -24,11 +25,11 @@ class Study:
     """State of one invocation (one part, or a projection of several)."""
 
     def __init__(self, s: P.Scale, scale_name: str, out: str, results_dir: str, cpu: dict,
-                 projection: Optional[Callable] = None):
+                 projection: Optional[Callable] = None, measured: Optional[dict] = None):
         self.s, self.scale_name, self.out, self.cpu = s, scale_name, out, cpu
         self.results_dir = results_dir
         self.precision = runner.precision_for(cpu)
-        self.speeds = runner.Speeds(cpu)
+        self.speeds = runner.Speeds(cpu, measured)
         self.runs_dir, self.logs_dir = os.path.join(out, "runs"), os.path.join(out, "logs")
         self.projection = projection
         self.projected_done = set()  # a projection's runs count once across its parts
@@ -110,13 +111,14 @@ class Study:
                                 "holdout" if seed == seeds[0] else "test", teachers[seed])
                 for seed in seeds}
         finals = self._finals(runs, seeds, failed=record["chosen_score"] is None)
+        curve_run = (self._curve_run(arm, budget, record, seeds[0], teachers[seeds[0]])
+                     if arm.curve and record["chosen_score"] is not None else None)
         result = {"arm": arm.name, "budget": budget.name, "network": self.s.nets[arm.net].label,
                   "batch": runs[seeds[0]].batch, "search": record, "finals": finals,
                   "runs": {str(seed): run.name for seed, run in runs.items()},
                   "teachers": {str(k): v for k, v in teachers.items()} if arm.teacher else None,
-                  "curve": self._curve(self._curve_run(arm, budget, record, seeds[0],
-                                                       teachers[seeds[0]]), teachers[seeds[0]])
-                  if arm.curve and record["chosen_score"] is not None else None}
+                  "curve_run": curve_run and curve_run.name,
+                  "curve": curve_run and self._curve(curve_run, teachers[seeds[0]])}
         self._arms[arm.name, budget.name] = result
         if self.owner == arm.name:
             self.records["arms"].setdefault(arm.name, {})[budget.name] = result
@@ -231,3 +233,14 @@ class Study:
 
 def results_path(directory: str, part: str) -> str:
     return os.path.join(directory, f"part_{part}.json")
+
+
+def measured_speeds(directory: str, cpu: dict) -> Dict[str, float]:
+    """images/s per speed key that the part files in `directory` measured on a CPU of this
+    model (the last part's value wins); {} when there are none."""
+    out = {}
+    for path in sorted(glob.glob(results_path(directory, "*"))):
+        part = harness.read_json(path)
+        if part.get("cpu", {}).get("model") == cpu["model"] and part.get("scale") == "full":
+            out.update(part.get("speeds", {}).get("measured", {}))
+    return out

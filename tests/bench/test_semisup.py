@@ -254,9 +254,9 @@ def test_claims_on_a_table_by_hand():
 
 def test_encoder_parameters_by_hand():
     # tests/tf2/test_resnet.py (by hand); run.py's banner counts the built networks
-    assert report.encoder_parameters(P.Arch(18, 1.0)) == 11_173_056
-    assert report.encoder_parameters(P.Arch(18, 0.25)) == 700_464
-    assert report.encoder_parameters(P.Arch(18, 0.5)) == 2_796_128
+    assert P.Arch(18, 1.0).parameters() == 11_173_056
+    assert P.Arch(18, 0.25).parameters() == 700_464
+    assert P.Arch(18, 0.5).parameters() == 2_796_128
 
 
 def test_logistic_regression_gradient_and_optimum():
@@ -302,3 +302,21 @@ def test_recorded_commands_name_out_as_a_variable():
              "/data/out/runs/x/bench_curve.json"]
     assert runner.shown(curve, "/data/out/") == (
         "python -m bench.semisup_study.curves $OUT/runs/x $OUT/runs/x/bench_curve.json")
+
+
+def test_speeds_come_from_measurements_of_this_cpu_model(tmp_path):
+    from bench import harness
+    from bench.semisup_study import study
+    harness.write_json(str(tmp_path / "part_head.json"), {
+        "scale": "full", "cpu": {"model": "test"}, "speeds": {"measured": {
+            "finetune_x0.25": 900.0}}})
+    harness.write_json(str(tmp_path / "part_size.json"), {
+        "scale": "full", "cpu": {"model": "another"}, "speeds": {"measured": {
+            "finetune_x0.5": 1.0}}})
+    measured = study.measured_speeds(str(tmp_path), CPU)
+    assert measured == {"finetune_x0.25": 900.0}
+    speeds = runner.Speeds(CPU, measured)
+    assert speeds.of("finetune_x0.25") == 900.0
+    assert speeds.of("finetune_x0.5") == pytest.approx(538.0 * 390 / 538)
+    # an unmeasured width: each doubling costs what it costs pretraining
+    assert runner.relative_speed("finetune_x1") == pytest.approx(1030 / 538 * (223 / 538) ** 2)
