@@ -1,101 +1,322 @@
-"""bench/semisup.py's protocol without training: the search picks by holdout score and only
-the chosen configuration reads the test split; every command keeps the holdout out."""
-import importlib.util
-from pathlib import Path
+"""bench/semisup.py's protocol without training: the search rule on synthetic score tables,
+the plan of every part (holdout, test read once, teachers by seed, equal epochs), the merge of
+the parts' files, relative improvements and the claims' verdicts by hand, the raw-pixel
+logistic regression against finite differences, and the runner's record of a diverged run."""
+import math
+import sys
 
+import numpy as np
 import pytest
 
+from bench.semisup_study import claims as C
+from bench.semisup_study import pixels
 from bench.semisup_study import protocol as P
+from bench.semisup_study import report
 from bench.semisup_study import runner
+from bench.semisup_study import search
+from bench.semisup_study.study import Study
 
-REPO = Path(__file__).resolve().parents[2]
+CPU = {"model": "test", "cpu_count": 2, "avx512_bf16": True, "amx_bf16": False,
+       "amx_tile": False, "auto_precision": "mixed_bfloat16"}
 
 
-def _semisup():
-    spec = importlib.util.spec_from_file_location("semisup", REPO / "bench" / "semisup.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def _table_score(table, calls):
+    """A score from {(lr, wd, length): value}; missing points score 0; counts calls."""
+    def score(p):
+        calls.append(search.key(p))
+        return table.get((p["learning_rate"], p["weight_decay"], p["length"]), 0.0)
+    return score
+
+
+def test_search_extends_past_an_edge_up_to_the_cap_and_marks_the_cap():
+    # lr keeps improving upwards (0.3 -> 1 -> 3: the cap of 2 extensions); wd is best at the
+    # lower edge, extended once to 5e-6, which loses; length 2 beats 1, 4 loses.
+    t = {(0.01, 5e-4, 1.0): 0.50, (0.03, 5e-4, 1.0): 0.55, (0.1, 5e-4, 1.0): 0.60,
+         (0.3, 5e-4, 1.0): 0.65, (1.0, 5e-4, 1.0): 0.70, (3.0, 5e-4, 1.0): 0.72,
+         (3.0, 5e-5, 1.0): 0.74, (3.0, 5e-6, 1.0): 0.73,
+         (3.0, 5e-5, 2.0): 0.80, (3.0, 5e-5, 4.0): 0.79}
+    calls = []
+    rec = search.search(search.RULE, _table_score(t, calls))
+    assert [tuple(tr["point"][k] for k in ("learning_rate", "weight_decay", "length"))
+            for tr in rec["trials"]] == [
+        (0.01, 5e-4, 1.0), (0.03, 5e-4, 1.0), (0.1, 5e-4, 1.0), (0.3, 5e-4, 1.0),
+        (1.0, 5e-4, 1.0), (3.0, 5e-4, 1.0), (3.0, 5e-5, 1.0), (3.0, 5e-6, 1.0),
+        (3.0, 5e-5, 2.0), (3.0, 5e-5, 4.0)]
+    assert [(e["axis"], e["direction"], e["value"]) for e in rec["extensions"]] == [
+        ("learning_rate", "up", 1.0), ("learning_rate", "up", 3.0),
+        ("weight_decay", "down", 5e-6), ("length", "up", 4.0)]
+    assert rec["chosen"] == {"learning_rate": 3.0, "weight_decay": 5e-5, "length": 2.0}
+    assert rec["chosen_score"] == 0.80
+    assert rec["on_cap"] == [{"axis": "learning_rate", "direction": "up"}]
+    assert len(calls) == len(set(calls)) == 10  # each point scored once
+
+
+def test_search_inside_the_grid_extends_nothing_and_length_never_goes_below_the_budget():
+    t = {(0.03, 5e-4, 1.0): 0.9, (0.03, 5e-5, 1.0): 0.8, (0.03, 5e-4, 2.0): 0.85}
+    rec = search.search(search.RULE, _table_score(t, []))
+    # wd 5e-4 is the upper edge of its grid: one extension (5e-3) is tried and loses.
+    assert [(e["axis"], e["value"]) for e in rec["extensions"]] == [("weight_decay", 5e-3)]
+    assert rec["chosen"] == {"learning_rate": 0.03, "weight_decay": 5e-4, "length": 1.0}
+    assert rec["on_cap"] == []  # the budget itself is not an edge of the search
+    assert len(rec["trials"]) == 4 + 2 + 1
+
+
+def test_search_ties_keep_the_incumbent_and_diverged_trials_lose():
+    t = {(0.01, 5e-4, 1.0): None, (0.03, 5e-4, 1.0): 0.7, (0.1, 5e-4, 1.0): 0.7,
+         (0.3, 5e-4, 1.0): None, (0.03, 5e-5, 1.0): 0.7, (0.03, 5e-3, 1.0): 0.7,
+         (0.03, 5e-6, 1.0): 0.7, (0.03, 5e-4, 2.0): 0.7}
+    rec = search.search(search.RULE, lambda p: t.get(
+        (p["learning_rate"], p["weight_decay"], p["length"]), 0.0))
+    assert rec["chosen"] == {"learning_rate": 0.03, "weight_decay": 5e-4, "length": 1.0}
+    assert rec["extensions"] == [{"axis": "weight_decay", "direction": "up", "value": 5e-3,
+                                  "from": 5e-4}]
+
+
+def test_projection_scores_extend_what_they_say():
+    typical = search.search(search.RULE, search.typical_score(search.RULE))
+    assert typical["chosen"] == {"learning_rate": 0.03, "weight_decay": 5e-4, "length": 2.0}
+    assert [(e["axis"], e["value"]) for e in typical["extensions"]] == [
+        ("weight_decay", 5e-3), ("length", 4.0)]
+    worst = search.search(search.RULE, search.edge_score)
+    assert worst["chosen"] == {"learning_rate": 3.0, "weight_decay": 5e-3, "length": 8.0}
+    assert {c["axis"] for c in worst["on_cap"]} == {"learning_rate", "weight_decay", "length"}
 
 
 @pytest.fixture
-def study(tmp_path):
-    cpu = {"model": "test", "cpu_count": 2, "avx512_bf16": False, "amx_bf16": False,
-           "auto_precision": "float32",
-           "amx_tile": False}
-    return _semisup().Study(P.FULL, "full", str(tmp_path), cpu)
+def projected(tmp_path):
+    """Every part of the full study walked in order without running anything."""
+    study = Study(P.FULL, "full", str(tmp_path), str(tmp_path), CPU,
+                  projection=search.typical_score(P.FULL.rule))
+    for part in P.PART_ORDER:
+        study.run_part(part)
+    return study
 
 
-def test_search_chooses_by_holdout_and_tests_only_the_choice(study, monkeypatch):
-    holdout = {"t0": 0.70, "t1": 0.81, "t2": 0.75}  # trial 1 is best on the holdout
-    calls = []
-
-    def fake_execute(argv, model_dir, logs_dir, tag):
-        name = Path(model_dir).name
-        calls.append((name, tag, [a for a in argv if a.startswith("--eval_split")]))
-        if tag == "test":
-            top1 = 0.5
-        else:
-            top1 = holdout[name.rsplit("_", 1)[1]] if "_t" in name else 0.6
-        return {"argv": argv, "wall_seconds": 1.0, "result": {"top1": top1}}
-
-    monkeypatch.setattr(runner, "execute", fake_execute)
-    monkeypatch.setattr(study, "write", lambda final=False: None)
-    budget = P.BUDGET["1pct"]
-    best = study.search("supervised", budget)
-    assert best == 1
-    assert [c[2] for c in calls] == [["--eval_split=holdout"]] * 3  # the search never tests
-    calls.clear()
-    study.finals("supervised", budget, best)
-    assert calls[0] == ("supervised_1pct_t1", "test", ["--eval_split=test"])  # chosen only
-    assert [c[:2] for c in calls[1:]] == [("supervised_1pct_s1", "train"),
-                                          ("supervised_1pct_s2", "train")]
-    assert study.state["finals"]["supervised"]["1pct"] == [0.5, 0.6, 0.6]
-    records = study.state["search"]["supervised"]["1pct"]
-    assert [r["holdout_top1"] for r in records] == [0.70, 0.81, 0.75]
+def test_every_part_holds_out_reads_test_once_and_teaches_by_seed(projected):
+    runs = projected.records["runs"]
+    commands = {name: r["command"] for name, r in runs.items() if r.get("command")}
+    run_py = {n: c for n, c in commands.items() if c.startswith("python run.py")}
+    assert all("--holdout_fraction=0.08333333333333333" in c for c in run_py.values())
+    assert all("$OUT/runs/" in c and "/tmp" not in c for c in run_py.values())
+    # the test split: the search's chosen run of seed 0 (mode=eval) and the other seeds' runs
+    for arm, per_budget in projected.records["arms"].items():
+        for budget, r in per_budget.items():
+            chosen = P.run_name(P.ARMS[arm], P.BUDGET[budget], r["search"]["chosen"], 0)
+            tested = [n for n, c in run_py.items() if "--eval_split=test" in c
+                      and n.startswith(f"{arm}_{budget}_")]
+            seeds = P.FULL.arm_seeds(P.ARMS[arm], P.BUDGET[budget])
+            assert sorted(tested) == sorted([chosen + ":test"] + [
+                P.run_name(P.ARMS[arm], P.BUDGET[budget], r["search"]["chosen"], s)
+                for s in seeds[1:]])
+            if r["teachers"]:
+                teacher = projected._arms[P.ARMS[arm].teacher, budget]
+                assert r["teachers"] == {s: teacher["runs"][s] for s in r["teachers"]}
+                for seed, name in r["runs"].items():
+                    assert f"--teacher=$OUT/runs/{r['teachers'][seed]}" in commands[name]
 
 
-def test_every_command_holds_out_and_trials_of_all_arms_are_alike(study):
-    plan = _semisup().plan(study)
-    assert all("--holdout_fraction=0.08333333333333333" in argv for _, _, argv in plan)
-    pretrains = [argv for name, _, argv in plan if name.startswith(("phase0", "pretrain"))]
-    assert len(pretrains) == 5  # the kNN bank is the 1% subset, never all 55,000 images
-    assert all("--label_fraction=0.01" in argv and "--knn_every_steps=215" in argv
-               for argv in pretrains)
-    tests = [name for name, _, argv in plan if "--eval_split=test" in argv]
-    trials = [name for name, _, argv in plan if "--eval_split=holdout" in argv]
-    assert not any(name.endswith(("_t1", "_t2")) for name in tests)
-    per_arm = {}
-    for name in trials:
-        arm_budget = name.rsplit("_", 1)[0]
-        per_arm[arm_budget] = per_arm.get(arm_budget, 0) + 1
-    assert set(per_arm.values()) == {len(P.TRIALS)}  # same number of trials everywhere
-    assert len(per_arm) == 4 + 4 + 2 + 1 + 1 + 1
+def test_equal_pretraining_epochs_and_the_knn_bank(projected):
+    pre = projected.records["pretrains"]
+    small = pre["pretrain_r18x0.25_e4_p0"]
+    big = pre["pretrain_r18x0.5_e4_p0"]
+    assert small["epochs"] == big["epochs"] and small["batch"] == big["batch"]
+    assert pre["pretrain_r18x0.25_e30_p0"]["epochs"] >= 30
+    for name in pre:
+        command = projected.records["runs"][name]["command"]
+        assert "--label_fraction=0.01" in command and "--knn_every_steps=215" in command
 
 
-def test_claims_are_judged_against_the_spread_over_seeds():
-    """Hand-computed: difference of means, its standard error sqrt(sa²/na + sb²/nb) (a
-    one-seed arm borrows the other arm's std), and the verdict by two standard errors."""
-    from bench.semisup_study import report
-    finals = {"supervised": {"1pct": [0.70, 0.72, 0.74], "13pc": [0.6, 0.7, 0.8],
-                             "10pct": [0.85, 0.86, 0.87]},
-              "finetune_small": {"1pct": [0.80, 0.81, 0.82], "13pc": [0.66, 0.71, 0.76],
-                                 "10pct": [0.86, 0.87, 0.88]},
-              "selfdistill": {"1pct": [0.78]}}
-    claims = report.claims(report.table(finals))
-    beat_1pct = next(c for c in claims if c["claim"].startswith("1pct: SimCLRv2 fine-tuned"))
-    assert beat_1pct["comparison"]["difference"] == pytest.approx(0.09)
-    assert beat_1pct["comparison"]["standard_error"] == pytest.approx((0.0005 / 3) ** 0.5)
-    assert beat_1pct["verdict"] == "holds"
-    beat_13 = next(c for c in claims if c["claim"].startswith("13pc: SimCLRv2 fine-tuned"))
-    assert beat_13["comparison"]["standard_error"] == pytest.approx((0.0125 / 3) ** 0.5)
-    assert beat_13["holds"] is True and beat_13["verdict"] == "not shown (within the spread)"
-    gain = next(c for c in claims if "(1pct vs 10pct)" in c["claim"])
-    assert gain["comparison"]["difference"] == pytest.approx(0.08)
+def test_every_arm_gets_the_same_search(projected):
+    arms = projected.records["arms"]
+    assert set(arms) == {a for part in P.PARTS.values() for a in part if a != "pixels"}
+    shapes = {(arm, b): [(t["axis"], t["role"]) for t in r["search"]["trials"]]
+              for arm, per in arms.items() for b, r in per.items()}
+    assert len(set(map(tuple, shapes.values()))) == 1  # the same trials everywhere
+
+
+def test_projected_parts_fit_in_120_minutes(tmp_path):
+    """The typical projection of each part (on an empty --out) on Zen 4 speeds."""
+    study = Study(P.FULL, "full", str(tmp_path), str(tmp_path), CPU,
+                  projection=search.typical_score(P.FULL.rule))
+    for part in P.PART_ORDER:
+        before = set(study.records["runs"])
+        study.run_part(part)
+        minutes = sum(r["wall_seconds"] or 0 for k, r in study.records["runs"].items()
+                      if k not in before) / 60
+        assert 30 < minutes <= 120, (part, minutes)
+
+
+def _part(name, arms, pixels_=None, runs=None):
+    return {"part": name, "scale": "full", "commit": "abc", "cpu": CPU,
+            "precision": "mixed_bfloat16", "minutes_of_runs": 1.0, "minutes_of_own_runs": 1.0,
+            "arms": arms, "pixels": pixels_ or {}, "pretrains": {}, "runs": runs or {}}
+
+
+def _result(finals):
+    return {"finals": finals, "search": {}, "curve": None}
+
+
+def test_merge_of_parts_keeps_each_arm_once_and_only_own_runs():
+    a = _part("baselines", {"supervised": {"1pct": _result({"0": 0.7, "1": 0.72})}},
+              {"pixels_knn": {"1pct": {"finals": {"0": 0.6}}}},
+              {"sup_run": {"owner": "supervised"}, "pre": {"owner": "dependency"}})
+    b = _part("head", {"finetune": {"1pct": _result({"0": 0.8})},
+                       "supervised": {"10pct": _result({"0": 0.85})}},
+              runs={"pre": {"owner": "finetune"}})
+    merged = report.merge([a, b])
+    assert merged["arms"]["supervised"]["1pct"]["part"] == "baselines"
+    assert merged["arms"]["supervised"]["10pct"]["part"] == "head"
+    assert merged["runs"]["pre"]["part"] == "head"  # its owner's record, not the dependency's
+    t = report.table(merged)
+    assert t["supervised"]["1pct"]["mean"] == pytest.approx(0.71)
+    assert t["pixels_knn"]["1pct"]["n"] == 1
+    with pytest.raises(ValueError, match="supervised at 1pct is in two parts"):
+        report.merge([a, _part("size", {"supervised": {"1pct": _result({"0": 0.1})}})])
+
+
+def test_t_quantiles_against_the_table():
+    for df, t in ((1, 12.706), (2, 4.303), (4, 2.776), (10, 2.228), (30, 2.042)):
+        assert C.t_quantile(0.975, df) == pytest.approx(t, abs=2e-3)
+    assert C.t_cdf(0.0, 3) == pytest.approx(0.5)
+
+
+def _s(*values):
+    return C.summary({str(i): v for i, v in enumerate(values)})
+
+
+def test_welch_interval_and_verdicts_by_hand():
+    a, b = _s(0.80, 0.81, 0.82), _s(0.70, 0.72, 0.74)
+    d = C.contrast([(1, a), (-1, b)])
+    se = math.sqrt(0.0001 / 3 + 0.0004 / 3)  # sample variances 1e-4 and 4e-4
+    df = se ** 4 / ((0.0001 / 3) ** 2 / 2 + (0.0004 / 3) ** 2 / 2)  # = 2.353
+    assert d["difference"] == pytest.approx(0.09)
+    assert d["standard_error"] == pytest.approx(se)
+    assert d["df"] == pytest.approx(df)
+    half = C.t_quantile(0.975, df) * se
+    assert (d["low"], d["high"]) == pytest.approx((0.09 - half, 0.09 + half))
+    assert C.verdict(d) == "holds"
+    assert C.verdict(C.contrast([(1, b), (-1, a)])) == "does not hold"
+    close = C.contrast([(1, _s(0.70, 0.75, 0.80)), (-1, _s(0.69, 0.72, 0.75))])
+    # 0.03 ahead, two standard errors (0.068) would not show it either; the interval says why
+    assert C.verdict(close) == "not shown (the interval contains 0)"
+    assert C.verdict(C.contrast([(1, _s(0.9, 0.91)), (-1, b)])) == "not judged (n < 3 on a side)"
+    assert C.verdict(None) == "not measured"
+
+
+def test_paired_student_against_its_own_teacher():
+    student = C.summary({"0": 0.84, "1": 0.85, "2": 0.83})
+    teacher = C.summary({"0": 0.82, "1": 0.84, "2": 0.80, "3": 0.5})
+    d = C.paired(student, teacher)
+    diffs = [0.02, 0.01, 0.03]
+    sd = float(np.std(diffs, ddof=1))
+    assert d["seeds"] == ["0", "1", "2"]  # seed 3 has no student
+    assert d["difference"] == pytest.approx(0.02)
+    assert d["standard_error"] == pytest.approx(sd / math.sqrt(3))
+    assert d["df"] == 2
+    assert d["low"] == pytest.approx(0.02 - 4.3027 * sd / math.sqrt(3), abs=1e-4)
+    # two standard errors (0.012) would call it; the t-interval at n = 3 does not
+    assert d["difference"] > 2 * d["standard_error"]
+    assert C.verdict(d) == "not shown (the interval contains 0)"
+
+
+def test_relative_improvement_by_hand():
+    big, small = _s(0.88, 0.90, 0.92), _s(0.80, 0.80, 0.80)
+    rel = C.relative(big, small)
+    assert rel["relative"] == pytest.approx(0.90 / 0.80 - 1)
+    assert rel["standard_error"] == pytest.approx((0.02 / math.sqrt(3)) / 0.80)
+
+
+def test_claims_on_a_table_by_hand():
+    t = {"supervised": {"13pc": _s(0.60, 0.62, 0.64), "10pct": _s(0.85, 0.86, 0.87),
+                        "100pct": _s(0.92)},
+         "finetune": {"13pc": _s(0.75, 0.76, 0.77), "10pct": _s(0.86, 0.87, 0.88),
+                      "1pct": _s(0.82, 0.83, 0.84)},
+         "selfdistill": {"1pct": C.summary({"0": 0.85, "1": 0.85, "2": 0.86})}}
+    out = {c["claim"]: c for c in C.judge(t)}
+    beat13 = out["13pc: SimCLRv2 fine-tuned beats supervised from scratch"]
+    assert beat13["comparison"]["difference"] == pytest.approx(0.14)
+    assert beat13["verdict"] == "holds"
+    gain = out["the gain over supervised is larger at 13pc than at 10pct"]
+    assert gain["comparison"]["difference"] == pytest.approx(0.14 - 0.01)
     assert gain["comparison"]["standard_error"] == pytest.approx(
-        (0.0005 / 3 + 0.0002 / 3) ** 0.5)
+        math.sqrt(3 * 0.0001 / 3 + 0.0004 / 3))
     assert gain["verdict"] == "holds"
-    distill = next(c for c in claims if c["claim"].startswith("1pct: self-distillation"))
-    assert distill["comparison"]["difference"] == pytest.approx(-0.03)
-    assert distill["comparison"]["standard_error"] == pytest.approx((0.0001 + 0.0001 / 3) ** 0.5)
-    assert distill["verdict"] == "does not hold"
+    distill = out["1pct: the self-distilled student (tau 0.1) beats its own teacher "
+                  "(paired by seed)"]
+    assert distill["comparison"]["difference"] == pytest.approx(0.07 / 3)  # .03, .02, .02
+    assert distill["verdict"] == "holds"
+    assert out["1pct: SimCLRv2 fine-tuned beats supervised from scratch"]["verdict"] == (
+        "not measured")
+    ref = C.references(t)
+    assert ref["finetune"]["fraction_of_supervised_all"] == pytest.approx(0.83 / 0.92)
+    assert ref["selfdistill"]["reaches_target"] is False
+
+
+def test_encoder_parameters_by_hand():
+    # tests/tf2/test_resnet.py (by hand); run.py's banner counts the built networks
+    assert P.Arch(18, 1.0).parameters() == 11_173_056
+    assert P.Arch(18, 0.25).parameters() == 700_464
+    assert P.Arch(18, 0.5).parameters() == 2_796_128
+
+
+def test_logistic_regression_gradient_and_optimum():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 5)).astype(np.float32)
+    y = rng.integers(0, 3, size=40)
+    xb = np.concatenate([x, np.ones((40, 1), np.float32)], axis=1).astype(np.float64)
+    onehot = np.eye(3)[y]
+    w = rng.normal(size=(6, 3))
+    l2 = 0.1
+
+    def loss(w):
+        logits = xb @ w
+        logp = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+        return -np.mean((onehot * logp).sum(1)) + l2 / 2 * np.sum(w * w)
+    numeric = np.zeros_like(w)
+    for i in np.ndindex(w.shape):
+        e = np.zeros_like(w)
+        e[i] = 1e-6
+        numeric[i] = (loss(w + e) - loss(w - e)) / 2e-6
+    assert np.allclose(pixels.gradient(xb, onehot, w, l2), numeric, atol=1e-6)
+    fitted = pixels.softmax_regression(x, y, 3, l2, iterations=500)
+    assert np.abs(pixels.gradient(xb, onehot, fitted.astype(np.float64), l2)).max() < 1e-4
+
+
+def test_a_diverged_run_is_recorded_not_retried_and_a_failure_stops(tmp_path):
+    argv = [sys.executable, "-c", "print('Non-finite values by step 3: {}'); raise SystemExit(1)"]
+    rec = runner.execute(argv, str(tmp_path / "run"), str(tmp_path / "logs"), "train")
+    assert rec["diverged"] is True and rec["result"] is None and rec["reused"] is False
+    assert runner.execute(argv, str(tmp_path / "run"), str(tmp_path / "logs"), "train")[
+        "reused"] is True
+    bad = [sys.executable, "-c", "raise SystemExit(3)"]
+    with pytest.raises(SystemExit, match="failed \\(exit 3\\)"):
+        runner.execute(bad, str(tmp_path / "other"), str(tmp_path / "logs"), "train")
+
+
+def test_recorded_commands_name_out_as_a_variable():
+    argv = ["/usr/bin/python3", "/repo/run.py", "--model_dir=/data/out/runs/x",
+            "--checkpoint=/data/out/runs/p"]
+    assert runner.shown(argv, "/data/out") == (
+        "python run.py --model_dir=$OUT/runs/x --checkpoint=$OUT/runs/p")
+    curve = ["/usr/bin/python3", "-m", "bench.semisup_study.curves", "/data/out/runs/x",
+             "/data/out/runs/x/bench_curve.json"]
+    assert runner.shown(curve, "/data/out/") == (
+        "python -m bench.semisup_study.curves $OUT/runs/x $OUT/runs/x/bench_curve.json")
+
+
+def test_speeds_come_from_measurements_of_this_cpu_model(tmp_path):
+    from bench import harness
+    from bench.semisup_study import study
+    harness.write_json(str(tmp_path / "part_head.json"), {
+        "scale": "full", "cpu": {"model": "test"}, "speeds": {"measured": {
+            "finetune_x0.25": 900.0}}})
+    harness.write_json(str(tmp_path / "part_size.json"), {
+        "scale": "full", "cpu": {"model": "another"}, "speeds": {"measured": {
+            "finetune_x0.5": 1.0}}})
+    measured = study.measured_speeds(str(tmp_path), CPU)
+    assert measured == {"finetune_x0.25": 900.0}
+    speeds = runner.Speeds(CPU, measured)
+    assert speeds.of("finetune_x0.25") == 900.0
+    assert speeds.of("finetune_x0.5") == pytest.approx(538.0 * 390 / 538)
+    # an unmeasured width: each doubling costs what it costs pretraining
+    assert runner.relative_speed("finetune_x1") == pytest.approx(1030 / 538 * (223 / 538) ** 2)

@@ -1,0 +1,68 @@
+"""Every part of bench/semisup.py at --scale=smoke through run.py, as the study runs them: the
+hand-overs (pretraining -> fine-tuning -> distillation with each seed's own teacher, test reads,
+curves, raw-pixel references, the part files and their merge), then a rerun that reuses every
+run. About 40 run.py invocations: 15-40 minutes on 2 cores, so CI runs it in its slow step
+(.ci/run), not in the default suite."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.semisup_study import protocol as P
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _semisup(*args):
+    return subprocess.run([sys.executable, "-m", "bench.semisup", *args], cwd=REPO,
+                          capture_output=True, text=True, env={**os.environ,
+                                                               "TF_CPP_MIN_LOG_LEVEL": "2"})
+
+
+def test_every_part_hands_over_and_resumes(tmp_path):
+    out = str(tmp_path / "study")
+    done = _semisup("--part=all", "--scale=smoke", f"--out={out}")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    parts = {p: json.loads((tmp_path / "study" / f"part_{p}.json").read_text())
+             for p in P.PART_ORDER}
+    arms = {}
+    for name, part in parts.items():
+        assert part["scale"] == "smoke" and part["precision"] and part["cpu"]["cpu_count"]
+        for rec in part["runs"].values():
+            if rec.get("command", "").startswith("python run.py"):
+                assert "$OUT/runs/" in rec["command"] and out not in rec["command"]
+                assert rec["wall_seconds"] > 0
+        arms.update(part["arms"])
+    assert set(arms) == {a for part in P.PARTS.values() for a in part if a != "pixels"}
+    for arm, per_budget in arms.items():
+        for budget, r in per_budget.items():
+            seeds = P.SMOKE.arm_seeds(P.ARMS[arm], P.BUDGET[budget])
+            assert sorted(r["finals"]) == [str(s) for s in seeds], (arm, budget)
+            assert all(0.0 <= v <= 1.0 for v in r["finals"].values())
+            if r["teachers"]:  # student seed s is taught by its teacher arm's run of seed s
+                teacher = arms.get(P.ARMS[arm].teacher, {}).get(budget)
+                assert r["teachers"] == {s: teacher["runs"][s] for s in r["teachers"]}
+            if P.ARMS[arm].curve:  # its last point is the run's own final holdout score
+                result = json.loads((tmp_path / "study" / "runs" / r["curve_run"] /
+                                     "result.json").read_text())
+                assert r["curve"][-1]["top1"] == pytest.approx(result["top1"], abs=0.05)
+                assert ("agreement" in r["curve"][0]) == bool(r["teachers"])
+    pixels = parts["baselines"]["pixels"]
+    assert set(pixels) == {"pixels_logreg", "pixels_knn"}
+    assert set(pixels["pixels_knn"]["1pct"]["finals"]) == {"0", "1"}
+    for pre in ("pretrain_r18x0.25_e0.01_p0", "pretrain_r18x0.5_e0.01_p0",
+                "pretrain_r18x0.25_e0.02_p0"):
+        assert parts["head"]["pretrains"].get(pre) or parts["size"]["pretrains"].get(pre) or \
+            parts["long"]["pretrains"].get(pre)
+    merged = json.loads((tmp_path / "study" / "results.json").read_text())
+    assert set(merged["table"]) >= set(arms) | {"pixels_logreg", "pixels_knn"}
+    md = (tmp_path / "study" / "results.md").read_text()
+    assert "| Supervised, from scratch | ResNet-18 x0.25 |" in md and "claim 4" in md
+
+    again = _semisup("--part=head", "--scale=smoke", f"--out={out}")
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    lines = [line for line in again.stdout.splitlines() if line.startswith("  ")]
+    assert lines and all(line.endswith("(reused)") for line in lines), lines
