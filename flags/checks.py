@@ -141,11 +141,20 @@ def _uses_labels(f) -> bool:
 
 
 def _trains_on_labels(f) -> bool:
-    """Whether this run's training steps read labels (its evaluation aside)."""
+    """Whether this run's training steps read labels (its evaluation aside) from a part of
+    its split, where one class may be all that is left.
+
+    Fine-tuning always (it reads the labels anyway to draw its subset); pretraining's linear
+    head and distillation's Eq. 3 only from a slice or outside a holdout: their whole split has
+    the data set's classes, and reading every label of a large TFDS split would take long.
+    """
     if f.mode == "eval":
         return False
-    return {"pretrain": f.lineareval_while_pretraining,
-            "distill": f.distill_alpha < 1.0}.get(f.train_mode, True)
+    if f.train_mode == "finetune":
+        return True
+    part = "[" in f.train_split or f.holdout_fraction > 0
+    return part and {"pretrain": f.lineareval_while_pretraining,
+                     "distill": f.distill_alpha < 1.0}.get(f.train_mode, True)
 
 
 def _check_classes(f, cfg, source):

@@ -108,11 +108,11 @@ def _check_memory(f):
         images = max(1, batch // hosts)
         need = images * views * side * side * 3 * 4
         _require(need <= available,
-                 f"--image_size={side}: one batch of --{name}={batch} at {side} x {side} px "
-                 f"({images} images{' x 2 views' if views == 2 else ''} on this host) needs at "
-                 f"least {need / 2**30:,.1f} GiB for its float32 pixels alone, more than the "
-                 f"{available / 2**30:,.1f} GiB of memory here; use a smaller --image_size or "
-                 f"--{name}.")
+                 f"--image_size={side} with --{name}={batch}: one batch ({images} images"
+                 f"{' x 2 views' if views == 2 else ''} on this host at {side} x {side} px) "
+                 f"needs at least {need / 2**30:,.1f} GiB for its float32 pixels alone, more "
+                 f"than the {available / 2**30:,.1f} GiB of memory here; use a smaller "
+                 f"--image_size or --{name}.")
 
 
 def _check_objective(f):

@@ -104,9 +104,9 @@ def _check_eval_result(model_dir, step, num_examples):
      "round(64 x 0.01) = 1 channels; the rule is round(64 x w) >= 2, so use at least 0.0235"),
     (["--train_batch_size=1"], "--train_batch_size=1 in pretraining without a memory"),
     # 256 images x 2 views x 100000^2 px x 3 channels x 4 bytes, more than any machine here.
-    (["--image_size=100000", "--use_blur=false"], "--image_size=100000: one batch of "
-     "--train_batch_size=256 at 100000 x 100000 px (256 images x 2 views on this host) needs "
-     f"at least {256 * 2 * 100000 ** 2 * 3 * 4 / 2 ** 30:,.1f} GiB"),
+    (["--image_size=100000", "--use_blur=false"], "--image_size=100000 with "
+     "--train_batch_size=256: one batch (256 images x 2 views on this host at 100000 x 100000 "
+     f"px) needs at least {256 * 2 * 100000 ** 2 * 3 * 4 / 2 ** 30:,.1f} GiB"),
 ])
 def test_bad_flag_exits_2_with_one_line_naming_it(args, named, tmp_path):
     args = [a.format(tmp=tmp_path) for a in args]
@@ -127,7 +127,8 @@ def test_the_smallest_width_and_the_memory_floor_are_where_the_messages_say(run_
     memory = validate.memory_bytes()
     side = int((memory / (8 * 2 * 3 * 4)) ** 0.5)  # 8 images x 2 views x 3 x 4 bytes <= memory
     validate._check_memory(run_flags(f"--image_size={side}", "--train_batch_size=8"))
-    with pytest.raises(validate.FlagError, match=f"--image_size={side + 1}: "):
+    with pytest.raises(validate.FlagError, match=f"--image_size={side + 1} with "
+                       "--train_batch_size=8: "):
         validate._check_memory(run_flags(f"--image_size={side + 1}", "--train_batch_size=8"))
     # Evaluation reads one view per image, at --eval_batch_size (15 x 1 < 8 x 2 views).
     validate._check_memory(run_flags("--mode=eval", f"--image_size={side + 1}",
