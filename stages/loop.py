@@ -172,7 +172,8 @@ def _already_trained(cfg, parts, manager, step, is_chief) -> Dict[str, float]:
               "larger --train_steps or --train_epochs (same --model_dir); to start over, choose "
               "another --model_dir.", flush=True)
         if not export_lib.is_saved_model_dir(path):
-            export(cfg, parts.model, step)
+            with preemption.ExitOnSigterm(_export_stopped_message(step)):
+                export(cfg, parts.model, step)
     manager.cleanup()
     return {}
 

@@ -71,11 +71,18 @@ class ExitOnSigterm(_Handler):
     """SIGTERM inside the block prints `message` (and the command) and exits with status 1.
 
     `message` may be changed inside the block as the phase changes (run.py: start-up, then
-    evaluation). Nested blocks (StopRequest, the export's) take over and give it back.
+    evaluation). Nested blocks (StopRequest, the export's) take over and give it back. The
+    message goes to the standard error the block started with: while TensorFlow starts,
+    descriptor 2 is a temporary file (stages/startup_log.py) that an exit would never show.
     """
 
     def __init__(self, message: str):
         self.message = message
+        self._stderr = None
+
+    def __enter__(self):
+        self._stderr = os.dup(2)
+        return super().__enter__()
 
     def _handle(self, signum, frame):
         for stream in (sys.stdout, sys.stderr):
@@ -83,5 +90,10 @@ class ExitOnSigterm(_Handler):
                 stream.flush()
             except (RuntimeError, OSError, ValueError):
                 pass
-        os.write(2, f"{with_command(self.message)}\n".encode())  # unbuffered: no reentrant write
+        # Unbuffered, on the descriptor itself: no reentrant write into a half-written buffer.
+        os.write(self._stderr, f"{with_command(self.message)}\n".encode())
         os._exit(1)
+
+    def __exit__(self, *exc):
+        super().__exit__(*exc)
+        os.close(self._stderr)

@@ -56,10 +56,12 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 '''
 
 
-# run.py with a fault at a chosen moment: FAULT=load sends this process SIGTERM as the data
-# start to load (start-up), FAULT=export as the SavedModel starts to be written (after the
-# last checkpoint), FAULT=oom makes the first training loop fail as TensorFlow does when an
-# allocation fails (ResourceExhaustedError "OOM when allocating tensor").
+# run.py with a fault at a chosen moment: FAULT=start-up sends this process SIGTERM while
+# TensorFlow lists its devices (start-up, descriptor 2 held by stages/startup_log.py),
+# FAULT=export as a SavedModel starts to be written (after the last checkpoint, or in a start
+# that finds the run trained and its export missing), FAULT=oom makes the first training loop
+# fail as TensorFlow does when an allocation fails (ResourceExhaustedError "OOM when
+# allocating tensor").
 FAULT_DRIVER = '''
 import os, runpy, signal, sys
 sys.path.insert(0, os.path.dirname(sys.argv[1]))  # the repository: run.py's modules
@@ -72,9 +74,8 @@ def sigterm_first(fn):
         return fn(*args, **kwargs)
     return call
 
-if fault == "load":
-    from data import datasets
-    datasets.load = sigterm_first(datasets.load)
+if fault == "start-up":
+    tf.config.list_physical_devices = sigterm_first(tf.config.list_physical_devices)
 elif fault == "export":
     tf.saved_model.save = sigterm_first(tf.saved_model.save)
 elif fault == "oom":
@@ -332,8 +333,8 @@ def test_nan_stop_leaves_config_and_flags_and_adds_its_start(runs):
 
 def _faulty_run(tmp_path, fault, args):
     (tmp_path / "driver.py").write_text(FAULT_DRIVER)
-    return subprocess.run([sys.executable, str(tmp_path / "driver.py"), str(REPO / "run.py"),
-                           *args], cwd=REPO, capture_output=True, text=True, timeout=RUN_TIMEOUT,
+    return hang_guard.run([sys.executable, str(tmp_path / "driver.py"), str(REPO / "run.py"),
+                           *args], cwd=REPO, capture_output=True, text=True,
                           env=dict(os.environ, FAULT=fault))
 
 
@@ -357,7 +358,7 @@ def _stopped(tmp_path, runs, fault, message):
 
 
 def test_sigterm_during_start_up_says_nothing_was_lost(runs, tmp_path):
-    _, model_dir = _stopped(tmp_path, runs, "load",
+    _, model_dir = _stopped(tmp_path, runs, "start-up",
                             "Stopped by SIGTERM during start-up, before any training step: "
                             "nothing was lost (model_dir is as it was). Run the same command "
                             "again.")
@@ -371,9 +372,14 @@ def test_sigterm_during_the_export_keeps_the_checkpoint_and_the_command_exports_
                                "checkpoint of step 2 is saved, nothing was lost. Run the same "
                                "command again to export it.")
     assert (model_dir / "ckpt-2.index").exists() and not os.listdir(model_dir / "saved_model")
-    again = _run(args)  # the same command, without the fault
+    # The same command finds the run trained; its export is stopped the same way ...
+    _stopped(tmp_path, runs, "export", "Stopped by SIGTERM while exporting the SavedModel of "
+             "step 2; the checkpoint of step 2 is saved, nothing was lost.")
+    assert (model_dir / "ckpt-2.index").exists() and not os.listdir(model_dir / "saved_model")
+    again = _run(args)  # ... and, without the fault, exports it
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "Resuming from the checkpoint of step 2" in again.stdout
+    assert "Already trained" in again.stdout and "Exporting the SavedModel of step 2" in \
+        again.stdout
     assert os.listdir(model_dir / "saved_model") == ["2"]
     assert sorted(p.name for p in model_dir.glob("ckpt-*.index")) == ["ckpt-2.index"]
 

@@ -144,17 +144,16 @@ def test_a_bad_flagfile_line_names_the_file_and_line(tmp_path):
     for name, line, text in [("unknown.cfg", 3, "--no_such_flag=1"),
                              ("nested.cfg", None, "--resnet_depth=abc"),
                              ("dashes.cfg", 2, "resnet_depth=50")]:
-        proc = subprocess.run([sys.executable, str(REPO / "run.py"), f"--flagfile={name}"],
-                              cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        proc = hang_guard.run([sys.executable, str(REPO / "run.py"), f"--flagfile={name}"],
+                              cwd=tmp_path, capture_output=True, text=True)
         assert proc.returncode == 2, proc.stderr
         (error,) = _error_lines(proc.stderr)
         where = f"(flagfile {name}, line {line}: {text})" if line else \
             f"(flagfile value.cfg, line 1: {text})"  # the nested file that holds it
         assert where in error, error
     # The same value typed on the command line is not blamed on the flagfile.
-    proc = subprocess.run([sys.executable, str(REPO / "run.py"), "--flagfile=value.cfg",
-                           "--resnet_depth=abc"], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=120)
+    proc = hang_guard.run([sys.executable, str(REPO / "run.py"), "--flagfile=value.cfg",
+                           "--resnet_depth=abc"], cwd=tmp_path, capture_output=True, text=True)
     assert "flagfile" not in _error_lines(proc.stderr)[0]
 
 
