@@ -17,6 +17,7 @@ from data import folders
 from data import manifest
 from data import pipeline
 from data.config import DataConfig
+from tests import hang_guard
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -205,7 +206,10 @@ def test_two_processes_writing_the_manifest_at_once(tmp_path):
                                str(go)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True) for _ in range(2)]
     go.write_text('')
-    outputs = [p.communicate(timeout=120) for p in procs]
+    try:
+        outputs = [p.communicate(timeout=hang_guard.HANG_GUARD) for p in procs]
+    except subprocess.TimeoutExpired:
+        pytest.fail(hang_guard.message("a manifest writer"))
     assert [p.returncode for p in procs] == [0, 0], outputs
     expected = [True] * 6 + [False] + [True] * 2
     assert [out for out, _ in outputs] == [f'9 {{{tuple(expected)}}}\n'] * 2
@@ -240,7 +244,8 @@ def _threads_sharing(count, listings, decodes, store=None):
     for t in threads:
         t.start()
     for t in threads:
-        t.join(timeout=60)
+        t.join(timeout=hang_guard.HANG_GUARD)
+        assert not t.is_alive(), hang_guard.message("a thread sharing the scan")
     return results
 
 

@@ -23,6 +23,7 @@ import tensorflow as tf
 
 from checkpoints import export as export_lib
 from checkpoints import serving
+from tests import hang_guard
 
 runs = pytest.mark.runs
 REPO = Path(__file__).resolve().parents[2]
@@ -89,8 +90,7 @@ def test_folder_rows_equal_the_saved_model(runs):
     assert summary["top1"] == pytest.approx(top1) and summary["labelled"] == 32
     # The printed load command runs as printed, in a shell in the repository.
     load = result.lines_starting("load")[0]
-    shell = subprocess.run(["bash", "-c", load], cwd=REPO, capture_output=True, text=True,
-                           timeout=120)
+    shell = hang_guard.run(["bash", "-c", load], cwd=REPO, capture_output=True, text=True)
     assert shell.returncode == 0, shell.stderr
     assert shell.stdout.startswith(f"32 (32, {reference['final_avg_pool'].shape[-1]}) float32")
 
@@ -150,10 +150,10 @@ def test_saved_model_on_a_file_list_equals_its_bytes_signature_and_tf_serving(ru
     # TF Serving's path: the SignatureDef run by TF1's session loader.
     np.save(tmp_path / "bytes.npy", np.array(contents, dtype=object), allow_pickle=True)
     cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
-    cli_run = subprocess.run(
+    cli_run = hang_guard.run(
         [cli, "run", "--dir", saved, "--tag_set", "serve", "--signature_def",
          serving.SERVE_BYTES, "--inputs", f"{serving.BYTES_INPUT}={tmp_path}/bytes.npy",
-         "--outdir", str(tmp_path / "cli")], capture_output=True, text=True, timeout=300)
+         "--outdir", str(tmp_path / "cli")], capture_output=True, text=True)
     assert cli_run.returncode == 0, cli_run.stderr[-3000:]
     assert [n.decode() for n in np.load(tmp_path / "cli" / "class_names.npy",
                                         allow_pickle=True)] == [r["class_1"] for r in rows]
@@ -192,14 +192,15 @@ def test_onnx_and_litert_files_answer_as_the_saved_model(runs):
         np.testing.assert_allclose(answer["logits"], logits, rtol=1e-4, atol=1e-4, err_msg=name)
         np.testing.assert_array_equal(answer["classes"], logits.argmax(-1), err_msg=name)
     assert (out / "class_names.txt").read_text() == "bright\ndark\n"
-    opened = subprocess.run(["bash", "-c", result.lines_starting("open")[0]], cwd=REPO,
-                            capture_output=True, text=True, timeout=120)
+    opened = hang_guard.run(["bash", "-c", result.lines_starting("open")[0]], cwd=REPO,
+                            capture_output=True, text=True)
     assert opened.returncode == 0 and "logits" in opened.stdout, opened.stderr
 
 
-HOLDER = ("import sys, time; sys.path.insert(0, sys.argv[1]); "
+# Holds the lock until killed or its stdin closes (no time limit a slow machine could reach).
+HOLDER = ("import sys; sys.path.insert(0, sys.argv[1]); "
           "from checkpoints import model_dir; claim = model_dir.Claim(sys.argv[2], ['train']); "
-          "print('held', flush=True); time.sleep(120)")
+          "print('held', flush=True); sys.stdin.read()")
 
 
 @runs("predict_folder", "toy_finetune")
@@ -209,7 +210,7 @@ def test_bad_inputs_one_line_and_status_2(runs, tmp_path):
     busy.mkdir()
     (tmp_path / "empty").mkdir()
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(REPO), str(busy)],
-                              stdout=subprocess.PIPE, text=True)
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "held"
     folder_output = _output_dir(runs.result("predict_folder").check())
     toy = f"--dataset=folder:{runs.toy_dir}"
@@ -228,8 +229,8 @@ def test_bad_inputs_one_line_and_status_2(runs, tmp_path):
         for args, named in cases:
             if "--output_dir" not in " ".join(args):
                 args = args + [f"--output_dir={tmp_path}/out"]
-            call = subprocess.run([sys.executable, "run.py", "--mode=predict", *args], cwd=REPO,
-                                  capture_output=True, text=True, timeout=300)
+            call = hang_guard.run([sys.executable, "run.py", "--mode=predict", *args], cwd=REPO,
+                                  capture_output=True, text=True)
             errors = [l for l in call.stderr.splitlines() if l.startswith("error:")]
             assert call.returncode == 2 and len(errors) == 1 and named in errors[0], \
                 (args, call.stderr[-2000:])
