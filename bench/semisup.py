@@ -117,7 +117,8 @@ def main(argv=None):
             print(f"part {part}: {(time.perf_counter() - tic) / 60:.1f} min; wrote {path}",
                   flush=True)
     paths = report.write(args.results_dir, P.SCALES[args.scale])
-    print("wrote " + ", ".join(os.path.relpath(p) for p in paths))
+    here = os.getcwd() + os.sep
+    print("wrote " + ", ".join(p[len(here):] if p.startswith(here) else p for p in paths))
 
 
 if __name__ == "__main__":
