@@ -38,6 +38,9 @@ def curve(model_dir: str, teacher_dir: str = None):
     from data import datasets, pipeline
     from tf2 import model as model_lib
     cfg = _config(model_dir)
+    # The network as trained and as run.py's evaluation saw it: in the run's precision (a
+    # float32 copy of a bf16-trained network flips the argmax of near-tied logits).
+    tf.keras.mixed_precision.set_global_policy(cfg.precision)
     source = datasets.load(cfg.data)
     images, labels = [], []
     for i, batch in enumerate(pipeline.eval_input_fn(source, cfg.data, cfg.eval_batch_size)(
