@@ -14,7 +14,7 @@ from checkpoints import export as export_lib
 from checkpoints import manager as ckpt_lib
 from data import pipeline
 from tf2 import model as model_lib
-from stages import loop, summaries
+from stages import loop, startup_log, summaries
 from tf2.config import RunConfig
 
 
@@ -66,8 +66,9 @@ def score(cfg: RunConfig, strategy, source, logits_fn, what: str, show: bool = T
         return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
                 for k, v in out.items()}
 
-    dataset = strategy.distribute_datasets_from_function(
-        pipeline.eval_input_fn(source, cfg.data, cfg.eval_batch_size))
+    with startup_log.determinism_notice_dropped():
+        dataset = strategy.distribute_datasets_from_function(
+            pipeline.eval_input_fn(source, cfg.data, cfg.eval_batch_size))
     batches = -(-pipeline.num_eval_examples(source, cfg.data) // cfg.eval_batch_size)
     if cfg.eval_steps:
         batches = min(batches, cfg.eval_steps)

@@ -20,7 +20,7 @@ from checkpoints import export as export_lib
 from checkpoints import manager as ckpt_lib
 from tf2 import model as model_lib
 from tf2.config import RunConfig
-from stages import preemption, summaries
+from stages import preemption, startup_log, summaries
 
 StepFn = Callable[[Dict[str, tf.Tensor]], Dict[str, tf.Tensor]]
 
@@ -102,7 +102,9 @@ def _first_batch_images(strategy, input_fn, key):
     would draw the next reshuffle seed, and the training stream would then differ from that
     of a resumed run.
     """
-    batch = next(iter(strategy.distribute_datasets_from_function(input_fn)))
+    with startup_log.determinism_notice_dropped():
+        dataset = strategy.distribute_datasets_from_function(input_fn)
+    batch = next(iter(dataset))
     images = strategy.experimental_local_results(batch[key])[0]
     if images.shape[-1] > 3:  # two views on channels: show them side by side
         images = tf.concat(model_lib.split_views(images), axis=2)  # (b, h, V*w, 3)
@@ -182,7 +184,8 @@ def _train(cfg, strategy, parts, manager, writer, stop, record=None) -> Dict[str
     """The host loop: one compiled call per `steps_per_loop` steps, then monitor and save."""
     total, step_var = cfg.train.total_steps, parts.optimizer.iterations
     start = int(step_var.numpy())
-    dataset = strategy.distribute_datasets_from_function(parts.make_input_fn(start))
+    with startup_log.determinism_notice_dropped():
+        dataset = strategy.distribute_datasets_from_function(parts.make_input_fn(start))
     iterator = iter(dataset)
     writer.hparams(cfg.hparams())
     multi_step = make_multi_step(strategy, parts.step_fn, cfg.jit_compile)

@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from data import pipeline
 from data import subsets
+from stages import startup_log
 from tf2 import knn
 from tf2 import resnet
 from tf2.config import RunConfig
@@ -52,7 +53,9 @@ def _read(source, cfg: RunConfig, split: str, mask: np.ndarray):
     input_fn = pipeline.eval_input_fn(source, cfg.data, cfg.eval_batch_size, split=split,
                                       keep=mask)
     images, labels = [], []
-    for batch in input_fn(tf.distribute.InputContext()):
+    with startup_log.determinism_notice_dropped():
+        dataset = input_fn(tf.distribute.InputContext())
+    for batch in dataset:
         images.append(batch["image"])  # (b, s, s, 3)
         labels.append(batch["label"].numpy())
     return images, np.concatenate(labels) if labels else np.zeros([0], np.int64)

@@ -39,7 +39,7 @@ from checkpoints import provenance
 from checkpoints import trained as trained_lib
 from data import pipeline
 from data.config import HOLDOUT_SPLIT, DataConfig
-from stages import summaries
+from stages import startup_log, summaries
 from tf2 import model as model_lib
 from tf2 import resnet
 
@@ -225,8 +225,9 @@ def run(cfg: PredictConfig, strategy, source, trained: trained_lib.Trained) -> d
     model_names = class_names(trained)
     step_fn = make_step_fn(trained.model, cfg.embedding_layer, cfg.top_k, cfg.normalize)
     dist_step = tf.function(lambda batch: strategy.run(step_fn, args=(batch,)))
-    dataset = strategy.distribute_datasets_from_function(
-        pipeline.eval_input_fn(source, cfg.data, cfg.batch_size, split))
+    with startup_log.determinism_notice_dropped():
+        dataset = strategy.distribute_datasets_from_function(
+            pipeline.eval_input_fn(source, cfg.data, cfg.batch_size, split))
     os.makedirs(cfg.output_dir, exist_ok=True)
     paths = source.paths(split) if hasattr(source, "paths") else None
     dim = _embedding_width(trained.model, cfg)

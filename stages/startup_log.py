@@ -31,6 +31,15 @@ BENIGN = tuple(re.compile(pattern) for pattern in (
 # driver is there, the same line is a real fault and stays.
 _CUINIT_FAILED = re.compile(r"failed call to cuInit")
 _NO_DRIVER = BENIGN[2]
+# Not a start-up line: with op determinism on (--deterministic), making an iterator over a
+# parallel map whose function tf.data cannot prove deterministic (a TFDS reader's) rewrites it
+# into a sequential MapDataset, and TensorFlow logs at ERROR level that the copied
+# `use_unbounded_threadpool` attribute is ignored. The rewrite is what determinism asks for;
+# the attribute only chose a thread pool the sequential map does not use.
+DETERMINISM_REWRITE = re.compile(
+    r"NodeDef mentions attribute use_unbounded_threadpool which is not in the op definition: "
+    r"Op<name=MapDataset")
+_quiet = False  # set by import_quietly: the log is held back in this process
 
 
 def kept_lines(text: str, environ=os.environ) -> List[str]:
@@ -79,6 +88,8 @@ def import_quietly():
     Returns:
       the tensorflow module.
     """
+    global _quiet
+    _quiet = True
     error = None
     with _stderr_captured() as captured:
         try:
@@ -94,3 +105,25 @@ def import_quietly():
     if error is not None:
         raise error
     return tf
+
+
+
+@contextlib.contextmanager
+def determinism_notice_dropped() -> Iterator[None]:
+    """Inside the block, the determinism rewrite's notice (DETERMINISM_REWRITE), which making a
+    tf.data pipeline over a TFDS reader writes, is dropped; every other line written there is
+    written back after it, in order, also when the block fails. Nothing is held back where
+    TensorFlow's whole log was asked for (run.py's SIMCLR_TF_LOG=1 or --verbosity=1 never call
+    import_quietly)."""
+    if not _quiet:
+        yield
+        return
+    captured = []
+    try:
+        with _stderr_captured() as captured:
+            yield
+    finally:
+        for line in captured[0].splitlines() if captured else ():
+            if line.strip() and not DETERMINISM_REWRITE.search(line):
+                print(line, file=sys.stderr)
+        sys.stderr.flush()

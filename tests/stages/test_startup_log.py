@@ -6,10 +6,13 @@ child process whose `tensorflow` is a stand-in writing known lines from C-like `
 and from Python, so no real TensorFlow start-up is needed. run.py's own start-up, quiet and
 with SIMCLR_TF_LOG=1: tests/program/test_run.py.
 """
+import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+
+import pytest
 
 from stages import startup_log
 
@@ -87,3 +90,62 @@ def test_a_failed_start_shows_every_line_and_the_error(tmp_path):
     assert lines[:3] == ["before", *CPU_ONLY_START.splitlines()[:2]]
     assert REAL[0] in lines and "a Python warning" in lines
     assert lines[-1] == "RuntimeError: no platform"
+
+
+# What TensorFlow 2.21 wrote here when a pipeline over Fashion-MNIST's TFDS reader was made with
+# op determinism on (2026-12-04, truncated).
+REWRITE_NOTICE = ("E0000 00:00:1796423143.430142    6579 node_def_util.cc:682] NodeDef mentions "
+                  "attribute use_unbounded_threadpool which is not in the op definition: "
+                  "Op<name=MapDataset; signature=input_dataset:variant, other_arguments: -> handle")
+
+
+def test_the_determinism_notice_alone_is_dropped_in_order(tmp_path, monkeypatch, capfd):
+    monkeypatch.setattr(startup_log, "_quiet", True)
+    with startup_log.determinism_notice_dropped():
+        os.write(2, f"{REAL[0]}\n{REWRITE_NOTICE}\n{REAL[1]}\n".encode())
+    assert capfd.readouterr().err.splitlines() == [REAL[0], REAL[1]]
+    with pytest.raises(RuntimeError, match="dataset failed"):  # a failing block keeps its lines
+        with startup_log.determinism_notice_dropped():
+            os.write(2, f"{REWRITE_NOTICE}\n{REAL[1]}\n".encode())
+            raise RuntimeError("dataset failed")
+    assert capfd.readouterr().err.splitlines() == [REAL[1]]
+    monkeypatch.setattr(startup_log, "_quiet", False)  # the whole log asked for: all of it
+    with startup_log.determinism_notice_dropped():
+        os.write(2, f"{REWRITE_NOTICE}\n".encode())
+    assert capfd.readouterr().err.splitlines() == [REWRITE_NOTICE]
+
+
+DETERMINISTIC_PIPELINES = """
+import os, sys
+import tensorflow as tf
+from data import datasets, pipeline
+from data.config import DataConfig
+from stages import startup_log
+tf.config.experimental.enable_op_determinism()
+source = datasets.load(DataConfig(dataset="fashion_mnist", data_dir=sys.argv[1]))
+cfg = DataConfig.tiny(dataset="fashion_mnist", data_dir=sys.argv[1], image_size=16)
+startup_log._quiet = True  # as after run.py's import_quietly
+def made(mark):
+    sys.stderr.flush()
+    os.write(2, mark.encode() + b"\\n")
+made("plain")
+pipeline.eval_input_fn(source, cfg, 16)(tf.distribute.InputContext())
+made("dropped")
+with startup_log.determinism_notice_dropped():
+    pipeline.eval_input_fn(source, cfg, 16)(tf.distribute.InputContext())
+made("end")
+"""
+
+
+def test_a_deterministic_tfds_pipeline_is_made_without_the_notice(tmp_path_factory):
+    """The real TensorFlow: making the test split's pipeline with op determinism writes the
+    notice (the check can fail), and inside the block it does not."""
+    data_dir = str(tmp_path_factory.getbasetemp() / "tfds")  # shared with tests/data
+    proc = subprocess.run([sys.executable, "-c", DETERMINISTIC_PIPELINES, data_dir], cwd=REPO,
+                          capture_output=True, text=True,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.splitlines()
+    plain, dropped, end = (lines.index(m) for m in ("plain", "dropped", "end"))
+    assert any(startup_log.DETERMINISM_REWRITE.search(l) for l in lines[plain:dropped]), lines
+    assert not any(startup_log.DETERMINISM_REWRITE.search(l) for l in lines[dropped:end]), lines
