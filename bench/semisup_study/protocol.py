@@ -94,7 +94,7 @@ ARMS = {a.name: a for a in (
     Arm("supervised", "Supervised, from scratch", "small", "finetune", _SCRATCH,
         ("13pc", "1pct", "10pct", "100pct"), curve=True),
     Arm("supervised_big", "Supervised, from scratch", "big", "finetune", _SCRATCH,
-        ("1pct",), curve=True),
+        ("13pc", "1pct", "10pct"), curve=True),
     Arm("finetune", "SimCLRv2 fine-tuned (head layer 1)", "small", "finetune",
         (("ft_proj_selector", 1),), ("13pc", "1pct", "10pct"), pretrain="small"),
     Arm("finetune_big", "SimCLRv2 fine-tuned (head layer 1)", "big", "finetune",
@@ -125,14 +125,27 @@ ARMS = {a.name: a for a in (
 PIXEL_ROWS = (("pixels_logreg", "Logistic regression on raw pixels"),
               ("pixels_knn", "kNN on raw pixels"))
 
-# What each part runs (the pixel references are in-process, no run.py); a part builds the
-# pretrained encoders and teachers it needs when --out does not hold them yet.
-PARTS = {"baselines": ("pixels", "supervised", "supervised_big"),
+# What each part runs: arm names, or (arm, budgets) for an arm whose budgets are split over
+# parts (the pixel references are in-process, no run.py); a part builds the pretrained
+# encoders and teachers it needs when --out does not hold them yet.
+PARTS = {"baselines": ("pixels", ("supervised", ("13pc", "1pct", "10pct"))),
+         "reference": (("supervised", ("100pct",)),),
+         "scratch_big": ("supervised_big",),
          "head": ("finetune", "finetune_head0", "linear"),
          "size": ("finetune_big",),
          "distill": ("selfdistill", "big_to_small", "distill_labels"),
          "long": ("finetune_long", "selfdistill_long")}
 PART_ORDER = tuple(PARTS)
+
+
+def part_arms(part: str):
+    """[(arm name, budget names or None: all of the arm's)] of a part, pixels left out."""
+    return [(e, None) if isinstance(e, str) else e for e in PARTS[part] if e != "pixels"]
+
+
+def arm_names():
+    """Every arm some part runs."""
+    return {name for part in PARTS for name, _ in part_arms(part)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,11 +173,10 @@ class Scale:
     steps_per_loop: int = 10
     checkpoint_steps: int = 200
 
-    def arms(self, part: str):
-        return [ARMS[a] for a in PARTS[part] if a in ARMS]
-
-    def arm_budgets(self, arm: Arm):
-        return [BUDGET[b] for b in arm.budgets if b in self.budgets]
+    def arm_budgets(self, arm: Arm, only=None):
+        """The arm's budgets this scale runs (`only`: of these names)."""
+        return [BUDGET[b] for b in arm.budgets if b in self.budgets and (
+            only is None or b in only)]
 
     def arm_seeds(self, arm: Arm, budget: Budget):
         """Subset seeds of the arm's finals; all labels have one subset: the search's seed."""

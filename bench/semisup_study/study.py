@@ -185,12 +185,11 @@ class Study:
     # --- a part ----------------------------------------------------------------------------
     def run_part(self, part: str):
         self.part = part
-        for name in P.PARTS[part]:
-            if name == "pixels":
-                self.pixel_references()
-                continue
+        if "pixels" in P.PARTS[part]:
+            self.pixel_references()
+        for name, only in P.part_arms(part):
             arm = P.ARMS[name]
-            for budget in self.s.arm_budgets(arm):
+            for budget in self.s.arm_budgets(arm, only):
                 self.owner = arm.name
                 self.arm(arm, budget)
                 self.owner = None

@@ -78,7 +78,7 @@ def test_projection_scores_extend_what_they_say():
     assert [(e["axis"], e["value"]) for e in typical["extensions"]] == [
         ("weight_decay", 5e-3), ("length", 4.0)]
     worst = search.search(search.RULE, search.edge_score)
-    assert worst["chosen"] == {"learning_rate": 3.0, "weight_decay": 5e-3, "length": 8.0}
+    assert worst["chosen"] == {"learning_rate": 3.0, "weight_decay": 5e-3, "length": 32.0}
     assert {c["axis"] for c in worst["on_cap"]} == {"learning_rate", "weight_decay", "length"}
 
 
@@ -128,7 +128,7 @@ def test_equal_pretraining_epochs_and_the_knn_bank(projected):
 
 def test_every_arm_gets_the_same_search(projected):
     arms = projected.records["arms"]
-    assert set(arms) == {a for part in P.PARTS.values() for a in part if a != "pixels"}
+    assert set(arms) == P.arm_names()
     shapes = {(arm, b): [(t["axis"], t["role"]) for t in r["search"]["trials"]]
               for arm, per in arms.items() for b, r in per.items()}
     assert len(set(map(tuple, shapes.values()))) == 1  # the same trials everywhere
@@ -143,7 +143,7 @@ def test_projected_parts_fit_in_120_minutes(tmp_path):
         study.run_part(part)
         minutes = sum(r["wall_seconds"] or 0 for k, r in study.records["runs"].items()
                       if k not in before) / 60
-        assert 30 < minutes <= 120, (part, minutes)
+        assert 10 < minutes <= 120, (part, minutes)
 
 
 def _part(name, arms, pixels_=None, runs=None):
