@@ -14,15 +14,16 @@ search, runner, study, pixels, curves, claims, report, figures). The protocol:
   search     every arm (supervised from scratch, fine-tuning, linear evaluation, self- and
              big-to-small distillation, at every width) gets the same search (search.RULE):
              learning rate 0.01-0.3 per 128 images, weight decay 5e-5 / 5e-4, length the
-             budget and twice it, each axis extended past an edge the chosen value sits on, up
+             budget and twice it (extended up to 32x), each axis extended past an edge the chosen value sits on, up
              to a cap; subset seed 0, scored on the holdout; every trial, extension and cap
              recorded.
   finals     the chosen configuration reads the test split once per subset seed (0, 1, 2).
-  parts      baselines (raw-pixel references, supervised from scratch incl. all labels),
-             size (x0.25 and x0.5 pretrained for the same epochs, each fine-tuned and trained
-             from scratch), head (fine-tuning from head layer 1 vs 0, linear evaluation),
-             distill (self-distillation tau 0.1, big-to-small tau 1, Eq. 3 with labels),
-             long (one configuration pretrained 30 epochs, fine-tuned and self-distilled).
+  parts      baselines (raw-pixel references, x0.25 from scratch at 13/class, 1%, 10%),
+             reference (x0.25 from scratch on all 55,000 labels), scratch_big (x0.5 from
+             scratch at 13/class and 1%), head (x0.25 pretrained; fine-tuning from head
+             layer 1 vs 0, linear evaluation), size (x0.5 pretrained for the same epochs,
+             fine-tuned), distill (self-distillation tau 0.1, big-to-small tau 1, Eq. 3 with
+             labels), long (x0.25 pretrained 30 epochs, fine-tuned and self-distilled).
              A part builds the encoders and teachers it needs unless --out holds them (the
              same command finds its record); each writes part_<name>.json (commit, CPU,
              precision, every command with $OUT for --out, its wall time) and the report
