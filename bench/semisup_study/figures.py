@@ -109,6 +109,35 @@ def curves_figure(merged, arms, path: str, batch_key: str, agreement: bool):
     _finish(plt, fig, ax, path, None, legend_size=6)
 
 
+def length_line(result) -> List[tuple]:
+    """[(length factor, holdout top-1)] of an arm's search trials at its chosen learning rate
+    and weight decay, ascending: the line that shows whether longer training still helps."""
+    rec = result["search"]
+    chosen = rec["chosen"]
+    pts = {t["point"]["length"]: t["score"] for t in rec["trials"]
+           if t["score"] is not None and all(
+               t["point"][k] == v for k, v in chosen.items() if k != "length")}
+    return sorted(pts.items())
+
+
+def length_figure(merged, s: P.Scale, arms, path: str):
+    """Holdout top-1 of the search's trials against training length (epochs of the labelled
+    images), at each arm's chosen learning rate and weight decay: a plateau or not."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for arm in arms:
+        for budget, r in merged["arms"].get(arm, {}).items():
+            pts = length_line(r)
+            if len(pts) > 1:
+                epochs = s.images[budget] / P.BUDGET[budget].labels
+                ax.plot([f * epochs for f, _ in pts], [100 * v for _, v in pts], marker="o",
+                        label=f"{arm} {budget} ({s.nets[P.ARMS[arm].net].label})")
+    ax.set_xscale("log")
+    ax.set_xlabel("training epochs of the labelled images (the search's length line)")
+    ax.set_ylabel("holdout top-1 (%)")
+    _finish(plt, fig, ax, path, None, legend_size=6)
+
+
 def _per_epoch(budget, batch_key):
     return P.TRAIN_POOL if batch_key == "distill" else P.BUDGET[budget].labels
 
@@ -126,12 +155,13 @@ def write_all(merged, s: P.Scale, directory: str) -> List[str]:
     t = merged["table"]
     paths = {name: os.path.join(directory, name) for name in (
         "figure1_size.png", "figure2_labels.png", "knn_epochs.png", "curves_supervised.png",
-        "curves_distill.png")}
+        "length_supervised.png", "curves_distill.png")}
     figure1(t, s, paths["figure1_size.png"])
     figure2(t, s, paths["figure2_labels.png"])
     knn_figure(merged, paths["knn_epochs.png"])
     curves_figure(merged, ("supervised", "supervised_big"), paths["curves_supervised.png"],
                   "finetune", agreement=False)
+    length_figure(merged, s, ("supervised", "supervised_big"), paths["length_supervised.png"])
     curves_figure(merged, ("selfdistill", "big_to_small", "distill_labels", "selfdistill_long"),
                   paths["curves_distill.png"], "distill", agreement=True)
     return list(paths.values())

@@ -320,3 +320,15 @@ def test_speeds_come_from_measurements_of_this_cpu_model(tmp_path):
     assert speeds.of("finetune_x0.5") == pytest.approx(538.0 * 390 / 538)
     # an unmeasured width: each doubling costs what it costs pretraining
     assert runner.relative_speed("finetune_x1") == pytest.approx(1030 / 538 * (223 / 538) ** 2)
+
+
+def test_length_line_keeps_the_chosen_rate_and_decay_only():
+    from bench.semisup_study import figures
+    trial = lambda lr, wd, f, v: {"point": {"learning_rate": lr, "weight_decay": wd,  # noqa
+                                            "length": f}, "score": v}
+    result = {"search": {"chosen": {"learning_rate": 1.0, "weight_decay": 5e-5, "length": 8.0},
+                         "trials": [trial(1.0, 5e-4, 1.0, 0.70), trial(1.0, 5e-5, 1.0, 0.71),
+                                    trial(1.0, 5e-5, 4.0, 0.80), trial(1.0, 5e-5, 2.0, 0.78),
+                                    trial(1.0, 5e-5, 8.0, 0.81), trial(0.3, 5e-5, 16.0, 0.9),
+                                    trial(1.0, 5e-5, 16.0, None)]}}
+    assert figures.length_line(result) == [(1.0, 0.71), (2.0, 0.78), (4.0, 0.80), (8.0, 0.81)]
