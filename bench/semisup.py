@@ -18,12 +18,13 @@ search, runner, study, pixels, curves, claims, report, figures). The protocol:
              to a cap; subset seed 0, scored on the holdout; every trial, extension and cap
              recorded.
   finals     the chosen configuration reads the test split once per subset seed (0, 1, 2).
-  parts      baselines (raw-pixel references, x0.25 from scratch at 13/class, 1%, 10%),
-             reference (x0.25 from scratch on all 55,000 labels), scratch_big (x0.5 from
-             scratch at 13/class and 1%), head (x0.25 pretrained; fine-tuning from head
-             layer 1 vs 0, linear evaluation), size (x0.5 pretrained for the same epochs,
-             fine-tuned), distill (self-distillation tau 0.1, big-to-small tau 1, Eq. 3 with
-             labels), long (x0.25 pretrained 30 epochs, fine-tuned and self-distilled).
+  parts      baselines (raw-pixel references, x0.25 from scratch at 13/class and 1%),
+             baselines_10pct (the same at 10%), reference (x0.25 from scratch on all 55,000
+             labels), head (x0.25 pretrained; fine-tuning from head layer 1 vs 0, linear
+             evaluation), size (x0.5 pretrained for the same epochs, fine-tuned), distill
+             (self-distillation tau 0.1, big-to-small tau 1, Eq. 3 with labels), long (x0.25
+             pretrained 30 epochs, fine-tuned and self-distilled), scratch_big (x0.5 from
+             scratch at 13/class and 1%).
              A part builds the encoders and teachers it needs unless --out holds them (the
              same command finds its record); each writes part_<name>.json (commit, CPU,
              precision, every command with $OUT for --out, its wall time) and the report
