@@ -14,9 +14,9 @@ search, runner, study, pixels, curves, claims, report, figures). The protocol:
   search     every arm (supervised from scratch, fine-tuning, linear evaluation, self- and
              big-to-small distillation, at every width) gets the same search (search.RULE):
              learning rate 0.01-0.3 per 128 images, weight decay 5e-5 / 5e-4, length the
-             budget and twice it (extended up to 32x), each axis extended past an edge the chosen value sits on, up
-             to a cap; subset seed 0, scored on the holdout; every trial, extension and cap
-             recorded.
+             budget and twice it, each axis extended past an edge the chosen value sits on, up
+             to a cap (length: 32x the budget); subset seed 0, scored on the holdout; every
+             trial, extension and cap recorded.
   finals     the chosen configuration reads the test split once per subset seed (0, 1, 2).
   parts      baselines (raw-pixel references, x0.25 from scratch at 13/class and 1%),
              baselines_10pct (the same at 10%), reference (x0.25 from scratch on all 55,000

@@ -332,3 +332,15 @@ def test_length_line_keeps_the_chosen_rate_and_decay_only():
                                     trial(1.0, 5e-5, 8.0, 0.81), trial(0.3, 5e-5, 16.0, 0.9),
                                     trial(1.0, 5e-5, 16.0, None)]}}
     assert figures.length_line(result) == [(1.0, 0.71), (2.0, 0.78), (4.0, 0.80), (8.0, 0.81)]
+
+
+def test_each_arm_and_budget_is_run_by_exactly_one_part():
+    owners = {}
+    for part in P.PART_ORDER:
+        for name, only in P.part_arms(part):
+            for budget in P.FULL.arm_budgets(P.ARMS[name], only):
+                owners.setdefault((name, budget.name), []).append(part)
+    assert all(len(parts) == 1 for parts in owners.values()), owners
+    assert set(owners) == {(a.name, b) for a in P.ARMS.values() for b in a.budgets}
+    assert owners["supervised", "10pct"] == ["baselines_10pct"]
+    assert owners["supervised", "100pct"] == ["reference"]
