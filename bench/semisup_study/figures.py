@@ -1,6 +1,10 @@
-"""The study's plots, from the merged results (report.merge): PNG files beside results.md."""
+"""The study's plots, from the merged results (report.merge): PNG files beside results.md.
+
+What each plot shows is computed first, without matplotlib (the *_lines functions and `plan`),
+so that a plot is drawn only when it has data and the decision is testable where matplotlib
+is not installed; the drawers only draw those lines."""
 import os
-from typing import List
+from typing import Dict, List, NamedTuple, Optional
 
 from bench.semisup_study import claims as C
 from bench.semisup_study import protocol as P
@@ -8,74 +12,66 @@ from bench.semisup_study import protocol as P
 FIGURE1_BUDGETS = ("13pc", "1pct", "10pct")
 FIGURE2_ARMS = ("supervised", "finetune", "finetune_big", "selfdistill", "big_to_small",
                 "pixels_logreg", "pixels_knn")
+SUPERVISED_ARMS = ("supervised", "supervised_big")
+DISTILL_ARMS = ("selfdistill", "big_to_small", "distill_labels", "selfdistill_long")
 
 
-def _plt():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
+class Line(NamedTuple):
+    label: str
+    xs: List[float]
+    ys: List[float]           # percent
+    yerr: Optional[List[float]] = None
+    style: str = "top1"       # "top1" or "agreement" (drawn dotted, in its top-1's colour)
 
 
-def figure1(t, s: P.Scale, path: str):
-    """Figure 1 in miniature: relative improvement of the fine-tuned network's test top-1
-    over the smallest one's, against its encoder's parameters, one line per label budget."""
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(5.5, 4))
+class Figure(NamedTuple):
+    lines: List[Line]
+    reference: Optional[tuple] = None  # (percent, label): a dashed horizontal line
+    xlabel: str = ""
+    ylabel: str = ""
+    log_x: bool = False
+    legend_title: Optional[str] = None
+    legend_size: int = 8
+    ticks: Optional[List[int]] = None
+    size: tuple = (6, 4)
+
+
+def figure1_lines(t, s: P.Scale) -> List[Line]:
+    """Figure 1 in miniature: relative improvement (%) of the fine-tuned bigger network's test
+    top-1 over the smaller one's, against encoder parameters (millions), one line per budget."""
     small, big = s.nets["small"], s.nets["big"]
     xs = [a.parameters() / 1e6 for a in (small, big)]
+    out = []
     for b in FIGURE1_BUDGETS:
         rel = C.relative(t.get("finetune_big", {}).get(b), t.get("finetune", {}).get(b))
         if rel:
-            ax.errorbar(xs, [0, 100 * rel["relative"]], yerr=[0, 100 * rel["standard_error"]],
-                        marker="o", capsize=3, label=P.BUDGET[b].label)
-    ax.set_xlabel(f"encoder parameters (millions): {small.label}, {big.label}")
-    ax.set_ylabel(f"relative improvement over {small.label} (%)")
-    _finish(plt, fig, ax, path, "label budget")
+            out.append(Line(P.BUDGET[b].label, xs, [0.0, 100 * rel["relative"]],
+                            [0.0, 100 * rel["standard_error"]]))
+    return out
 
 
-def figure2(t, s: P.Scale, path: str):
-    """Figure 2 in miniature: test top-1 against the labelled images, each method a line;
-    supervised from scratch on all labels as a dashed line."""
-    plt = _plt()
-    import matplotlib.ticker
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+def figure2_lines(t, s: P.Scale) -> List[Line]:
+    """Figure 2 in miniature: test top-1 (mean ± std, %) against labelled images per method."""
     labels = {b.name: b.labels for b in P.BUDGETS if b.name != "100pct"}
     names = dict((k, f"{m} ({n})") for k, m, n in P.table_rows(s))
+    out = []
     for arm in FIGURE2_ARMS:
-        pts = [(labels[b], t[arm][b]) for b in labels if t.get(arm, {}).get(b)]
+        pts = sorted((labels[b], t[arm][b]) for b in labels if t.get(arm, {}).get(b))
         if pts:
-            xs, ys = zip(*sorted(pts))
-            ax.errorbar(xs, [100 * y["mean"] for y in ys], yerr=[100 * y["std"] for y in ys],
-                        marker="o", capsize=3, label=names[arm])
-    full = t.get("supervised", {}).get("100pct")
-    if full:
-        ax.axhline(100 * full["mean"], color="gray", linestyle="--",
-                   label="supervised, all 55,000 labels")
-    ax.set_xscale("log")
-    ticks = sorted(labels.values())
-    ax.set_xticks(ticks, [f"{n:,}" for n in ticks])
-    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    ax.set_xlabel("labelled images (class-balanced, outside the holdout)")
-    ax.set_ylabel("Fashion-MNIST test top-1 (%)")
-    _finish(plt, fig, ax, path, None, legend_size=6)
+            out.append(Line(names[arm], [x for x, _ in pts], [100 * y["mean"] for _, y in pts],
+                            [100 * y["std"] for _, y in pts]))
+    return out
 
 
-def knn_figure(merged, path: str):
-    """kNN top-1 (1% bank vs holdout) against pretraining epochs; raw pixels as a line."""
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 4))
+def knn_lines(merged) -> List[Line]:
+    """kNN top-1 (%, 1% bank vs holdout) of each pretraining against its epochs."""
+    out = []
     for name, rec in merged["pretrains"].items():
         points = rec.get("knn_curve") or []
         if points:
-            ax.plot([st * rec["batch"] / P.TRAIN_POOL for st, _ in points],
-                    [100 * v for _, v in points], marker=".", label=name)
-    raw = _raw_knn(merged)
-    if raw is not None:
-        ax.axhline(100 * raw, color="gray", linestyle="--", label="raw pixels, k 20 (same bank)")
-    ax.set_xlabel("pretraining epochs (55,000 images)")
-    ax.set_ylabel("kNN top-1 on the holdout (%)")
-    _finish(plt, fig, ax, path, None)
+            out.append(Line(name, [st * rec["batch"] / P.TRAIN_POOL for st, _ in points],
+                            [100 * v for _, v in points]))
+    return out
 
 
 def _raw_knn(merged):
@@ -87,26 +83,23 @@ def _raw_knn(merged):
     return None
 
 
-def curves_figure(merged, arms, path: str, batch_key: str, agreement: bool):
-    """Holdout top-1 (and teacher agreement) of each chosen seed-0 run at its checkpoints."""
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 4))
+def curve_lines(merged, arms, batch_key: str, agreement: bool) -> List[Line]:
+    """Holdout top-1 (and teacher agreement) of each chosen seed-0 run at its checkpoints,
+    against epochs (of the 55,000 images for distillation, of the labelled ones otherwise)."""
+    out = []
     for arm in arms:
         for budget, r in merged["arms"].get(arm, {}).items():
             points = r.get("curve") or []
             if not points:
                 continue
-            steps = [p["step"] for p in points]
-            xs = [st * r["batch"] / _per_epoch(budget, batch_key) for st in steps]
-            line = ax.plot(xs, [100 * p["top1"] for p in points], marker="o",
-                           label=f"{arm} {budget}: holdout top-1")[0]
+            per_epoch = P.TRAIN_POOL if batch_key == "distill" else P.BUDGET[budget].labels
+            xs = [p["step"] * r["batch"] / per_epoch for p in points]
+            out.append(Line(f"{arm} {budget}: holdout top-1", xs,
+                            [100 * p["top1"] for p in points]))
             if agreement and "agreement" in points[0]:
-                ax.plot(xs, [100 * p["agreement"] for p in points], marker="x", linestyle=":",
-                        color=line.get_color(), label=f"{arm} {budget}: agreement with teacher")
-    ax.set_xlabel("epochs of the 55,000 images" if batch_key == "distill" else
-                  "epochs of the labelled images")
-    ax.set_ylabel("% of the holdout")
-    _finish(plt, fig, ax, path, None, legend_size=6)
+                out.append(Line(f"{arm} {budget}: agreement with teacher", xs,
+                                [100 * p["agreement"] for p in points], style="agreement"))
+    return out
 
 
 def length_line(result) -> List[tuple]:
@@ -120,48 +113,95 @@ def length_line(result) -> List[tuple]:
     return sorted(pts.items())
 
 
-def length_figure(merged, s: P.Scale, arms, path: str):
+def length_lines(merged, s: P.Scale, arms) -> List[Line]:
     """Holdout top-1 of the search's trials against training length (epochs of the labelled
     images), at each arm's chosen learning rate and weight decay: a plateau or not."""
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 4))
+    out = []
     for arm in arms:
         for budget, r in merged["arms"].get(arm, {}).items():
             pts = length_line(r)
             if len(pts) > 1:
                 epochs = s.images[budget] / P.BUDGET[budget].labels
-                ax.plot([f * epochs for f, _ in pts], [100 * v for _, v in pts], marker="o",
-                        label=f"{arm} {budget} ({s.nets[P.ARMS[arm].net].label})")
-    ax.set_xscale("log")
-    ax.set_xlabel("training epochs of the labelled images (the search's length line)")
-    ax.set_ylabel("holdout top-1 (%)")
-    _finish(plt, fig, ax, path, None, legend_size=6)
+                out.append(Line(f"{arm} {budget} ({s.nets[P.ARMS[arm].net].label})",
+                                [f * epochs for f, _ in pts], [100 * v for _, v in pts]))
+    return out
 
 
-def _per_epoch(budget, batch_key):
-    return P.TRAIN_POOL if batch_key == "distill" else P.BUDGET[budget].labels
+def plan(merged, s: P.Scale) -> Dict[str, Figure]:
+    """file name -> Figure, for the plots that have at least one line of data (a reference
+    line alone is not data): the report draws these and only these."""
+    t = merged["table"]
+    small, big = s.nets["small"], s.nets["big"]
+    full = t.get("supervised", {}).get("100pct")
+    raw = _raw_knn(merged)
+    labels = sorted(b.labels for b in P.BUDGETS if b.name != "100pct")
+    figures = {
+        "figure1_size.png": Figure(
+            figure1_lines(t, s), xlabel=f"encoder parameters (millions): {small.label}, "
+            f"{big.label}", ylabel=f"relative improvement over {small.label} (%)",
+            legend_title="label budget", size=(5.5, 4)),
+        "figure2_labels.png": Figure(
+            figure2_lines(t, s),
+            reference=(100 * full["mean"], "supervised, all 55,000 labels") if full else None,
+            xlabel="labelled images (class-balanced, outside the holdout)",
+            ylabel="Fashion-MNIST test top-1 (%)", log_x=True, legend_size=6, ticks=labels,
+            size=(6.5, 4.2)),
+        "knn_epochs.png": Figure(
+            knn_lines(merged),
+            reference=(100 * raw, "raw pixels, k 20 (same bank)") if raw is not None else None,
+            xlabel="pretraining epochs (55,000 images)", ylabel="kNN top-1 on the holdout (%)"),
+        "curves_supervised.png": Figure(
+            curve_lines(merged, SUPERVISED_ARMS, "finetune", agreement=False),
+            xlabel="epochs of the labelled images", ylabel="% of the holdout", legend_size=6),
+        "length_supervised.png": Figure(
+            length_lines(merged, s, SUPERVISED_ARMS), log_x=True, legend_size=6,
+            xlabel="training epochs of the labelled images (the search's length line)",
+            ylabel="holdout top-1 (%)"),
+        "curves_distill.png": Figure(
+            curve_lines(merged, DISTILL_ARMS, "distill", agreement=True),
+            xlabel="epochs of the 55,000 images", ylabel="% of the holdout", legend_size=6),
+    }
+    return {name: f for name, f in figures.items() if f.lines}
 
 
-def _finish(plt, fig, ax, path, legend_title, legend_size=8):
+def draw(figure: Figure, path: str):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+    fig, ax = plt.subplots(figsize=figure.size)
+    colours = {}
+    for line in figure.lines:
+        key = line.label.rsplit(":", 1)[0]
+        if line.style == "agreement":
+            ax.plot(line.xs, line.ys, marker="x", linestyle=":", color=colours.get(key),
+                    label=line.label)
+        elif line.yerr is not None:
+            colours[key] = ax.errorbar(line.xs, line.ys, yerr=line.yerr, marker="o", capsize=3,
+                                       label=line.label)[0].get_color()
+        else:
+            colours[key] = ax.plot(line.xs, line.ys, marker="o",
+                                   label=line.label)[0].get_color()
+    if figure.reference:
+        ax.axhline(figure.reference[0], color="gray", linestyle="--", label=figure.reference[1])
+    if figure.log_x:
+        ax.set_xscale("log")
+    if figure.ticks:
+        ax.set_xticks(figure.ticks, [f"{n:,}" for n in figure.ticks])
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_xlabel(figure.xlabel)
+    ax.set_ylabel(figure.ylabel)
     ax.grid(alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=legend_size, title=legend_title)
+    ax.legend(fontsize=figure.legend_size, title=figure.legend_title)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
 def write_all(merged, s: P.Scale, directory: str) -> List[str]:
-    t = merged["table"]
-    paths = {name: os.path.join(directory, name) for name in (
-        "figure1_size.png", "figure2_labels.png", "knn_epochs.png", "curves_supervised.png",
-        "length_supervised.png", "curves_distill.png")}
-    figure1(t, s, paths["figure1_size.png"])
-    figure2(t, s, paths["figure2_labels.png"])
-    knn_figure(merged, paths["knn_epochs.png"])
-    curves_figure(merged, ("supervised", "supervised_big"), paths["curves_supervised.png"],
-                  "finetune", agreement=False)
-    length_figure(merged, s, ("supervised", "supervised_big"), paths["length_supervised.png"])
-    curves_figure(merged, ("selfdistill", "big_to_small", "distill_labels", "selfdistill_long"),
-                  paths["curves_distill.png"], "distill", agreement=True)
-    return list(paths.values())
+    """Draws the plots that have data into `directory`; returns the paths written."""
+    paths = []
+    for name, figure in plan(merged, s).items():
+        paths.append(os.path.join(directory, name))
+        draw(figure, paths[-1])
+    return paths

@@ -344,3 +344,50 @@ def test_each_arm_and_budget_is_run_by_exactly_one_part():
     assert set(owners) == {(a.name, b) for a in P.ARMS.values() for b in a.budgets}
     assert owners["supervised", "10pct"] == ["baselines_10pct"]
     assert owners["supervised", "100pct"] == ["reference"]
+
+
+def test_the_report_plans_only_plots_that_have_data_and_their_numbers_by_hand():
+    """What the head part alone gives: no bigger network, no kNN curve, no student; so no
+    Figure 1, no kNN plot and no distillation curves (a reference line alone is not data)."""
+    from bench.semisup_study import figures
+    s = P.SCALES["full"]
+    trial = lambda f, v: {"point": {"learning_rate": 1.0, "weight_decay": 5e-4,  # noqa
+                                    "length": f}, "score": v}
+    sup = {"finals": {"0": 0.60, "1": 0.62, "2": 0.64}, "batch": 13,
+           "curve": [{"step": 10, "top1": 0.50}, {"step": 20, "top1": 0.58}],
+           "search": {"chosen": {"learning_rate": 1.0, "weight_decay": 5e-4, "length": 2.0},
+                      "trials": [trial(1.0, 0.55), trial(2.0, 0.58)]}}
+    merged = {"arms": {"supervised": {"13pc": sup},
+                       "finetune": {"13pc": {"finals": {"0": 0.76, "1": 0.77, "2": 0.78},
+                                             "search": {}, "curve": None}}},
+              "pixels": {"pixels_knn": {"1pct": {"finals": {"0": 0.7}, "search": {
+                  "trials": [{"point": {"k": 20}, "score": 0.66}]}}}},
+              "pretrains": {"pretrain_r18x0.25_e4_p0": {"batch": 256, "knn_curve": []}}}
+    merged["table"] = report.table(merged)
+    planned = figures.plan(merged, s)
+    assert sorted(planned) == ["curves_supervised.png", "figure2_labels.png",
+                               "length_supervised.png"]
+    fig2 = {line.label.rsplit(" (", 1)[0]: line for line in planned["figure2_labels.png"].lines}
+    assert fig2["Supervised, from scratch"].ys == pytest.approx([62.0])
+    assert fig2["Supervised, from scratch"].yerr == pytest.approx([2.0])
+    assert fig2["Supervised, from scratch"].xs == [130]
+    curve = planned["curves_supervised.png"].lines
+    assert [line.xs for line in curve] == [pytest.approx([10 * 13 / 130, 20 * 13 / 130])]
+    assert curve[0].ys == pytest.approx([50.0, 58.0])
+    length = planned["length_supervised.png"].lines[0]  # factor x (200 * 128 / 130) epochs
+    assert length.xs == pytest.approx([25600 / 130, 2 * 25600 / 130])
+
+    # the bigger network and a kNN curve bring Figure 1 and the kNN plot, with these numbers
+    merged["arms"]["finetune_big"] = {"13pc": {"finals": {"0": 0.80, "1": 0.81, "2": 0.82},
+                                               "search": {}, "curve": None}}
+    merged["pretrains"]["pretrain_r18x0.25_e4_p0"]["knn_curve"] = [[215, 0.70], [430, 0.74]]
+    merged["table"] = report.table(merged)
+    planned = figures.plan(merged, s)
+    assert "knn_epochs.png" in planned and "curves_distill.png" not in planned
+    fig1 = planned["figure1_size.png"].lines
+    assert [line.label for line in fig1] == ["13/class"]
+    assert fig1[0].ys == pytest.approx([0.0, 100 * (0.81 / 0.77 - 1)])
+    assert fig1[0].xs == pytest.approx([0.700464, 2.796128])
+    knn = planned["knn_epochs.png"]
+    assert knn.lines[0].xs == pytest.approx([215 * 256 / 55000, 430 * 256 / 55000])
+    assert knn.reference == (pytest.approx(66.0), "raw pixels, k 20 (same bank)")
