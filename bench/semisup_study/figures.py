@@ -21,7 +21,8 @@ class Line(NamedTuple):
     xs: List[float]
     ys: List[float]           # percent
     yerr: Optional[List[float]] = None
-    style: str = "top1"       # "top1" or "agreement" (drawn dotted, in its top-1's colour)
+    style: str = "top1"       # "top1" or "agreement" (drawn dotted)
+    colour_of: Optional[str] = None  # the label of the line whose colour this one takes
 
 
 class Figure(NamedTuple):
@@ -94,11 +95,12 @@ def curve_lines(merged, arms, batch_key: str, agreement: bool) -> List[Line]:
                 continue
             per_epoch = P.TRAIN_POOL if batch_key == "distill" else P.BUDGET[budget].labels
             xs = [p["step"] * r["batch"] / per_epoch for p in points]
-            out.append(Line(f"{arm} {budget}: holdout top-1", xs,
-                            [100 * p["top1"] for p in points]))
+            top1 = Line(f"{arm} {budget}: holdout top-1", xs, [100 * p["top1"] for p in points])
+            out.append(top1)
             if agreement and "agreement" in points[0]:
                 out.append(Line(f"{arm} {budget}: agreement with teacher", xs,
-                                [100 * p["agreement"] for p in points], style="agreement"))
+                                [100 * p["agreement"] for p in points], style="agreement",
+                                colour_of=top1.label))
     return out
 
 
@@ -172,16 +174,16 @@ def draw(figure: Figure, path: str):
     fig, ax = plt.subplots(figsize=figure.size)
     colours = {}
     for line in figure.lines:
-        key = line.label.rsplit(":", 1)[0]
+        colour = colours.get(line.colour_of)
         if line.style == "agreement":
-            ax.plot(line.xs, line.ys, marker="x", linestyle=":", color=colours.get(key),
-                    label=line.label)
+            drawn = ax.plot(line.xs, line.ys, marker="x", linestyle=":", color=colour,
+                            label=line.label)[0]
         elif line.yerr is not None:
-            colours[key] = ax.errorbar(line.xs, line.ys, yerr=line.yerr, marker="o", capsize=3,
-                                       label=line.label)[0].get_color()
+            drawn = ax.errorbar(line.xs, line.ys, yerr=line.yerr, marker="o", capsize=3,
+                                color=colour, label=line.label)[0]
         else:
-            colours[key] = ax.plot(line.xs, line.ys, marker="o",
-                                   label=line.label)[0].get_color()
+            drawn = ax.plot(line.xs, line.ys, marker="o", color=colour, label=line.label)[0]
+        colours[line.label] = drawn.get_color()
     if figure.reference:
         ax.axhline(figure.reference[0], color="gray", linestyle="--", label=figure.reference[1])
     if figure.log_x:

@@ -391,3 +391,15 @@ def test_the_report_plans_only_plots_that_have_data_and_their_numbers_by_hand():
     knn = planned["knn_epochs.png"]
     assert knn.lines[0].xs == pytest.approx([215 * 256 / 55000, 430 * 256 / 55000])
     assert knn.reference == (pytest.approx(66.0), "raw pixels, k 20 (same bank)")
+
+    # a student's curve brings the distillation plot: top-1 and teacher agreement against
+    # epochs of the 55,000 images, the agreement drawn in its own top-1's colour
+    merged["arms"]["selfdistill"] = {"1pct": {
+        "finals": {"0": 0.82}, "search": {}, "batch": 256,
+        "curve": [{"step": 215, "top1": 0.80, "agreement": 0.90},
+                  {"step": 430, "top1": 0.81, "agreement": 0.93}]}}
+    merged["table"] = report.table(merged)
+    top1, agree = figures.plan(merged, s)["curves_distill.png"].lines
+    assert top1.xs == agree.xs == pytest.approx([215 * 256 / 55000, 430 * 256 / 55000])
+    assert (top1.ys, agree.ys) == (pytest.approx([80.0, 81.0]), pytest.approx([90.0, 93.0]))
+    assert (agree.style, agree.colour_of) == ("agreement", top1.label)
