@@ -13,6 +13,7 @@ from absl import logging
 from checkpoints import export as export_lib
 from checkpoints import manager as ckpt_lib
 from data import pipeline
+from tf2 import losses
 from tf2 import model as model_lib
 from stages import loop, startup_log, summaries
 from tf2.config import RunConfig
@@ -38,8 +39,8 @@ def _hits_step_fn(logits_fn):
     def step_fn(batch):
         logits = logits_fn(batch["image"])
         labels = tf.cast(batch["label"], tf.int32)
-        top1 = tf.math.in_top_k(labels, logits, 1)
-        top5 = tf.math.in_top_k(labels, logits, min(5, logits.shape[-1]))
+        top1 = losses.top_k_hits(labels, logits, 1)
+        top5 = losses.top_k_hits(labels, logits, min(5, logits.shape[-1]))
         return {"top1": tf.reduce_sum(tf.cast(top1, tf.float32)),
                 "top5": tf.reduce_sum(tf.cast(top5, tf.float32)),
                 "count": tf.cast(tf.shape(labels)[0], tf.float32)}

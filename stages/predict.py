@@ -20,8 +20,9 @@ embeddings written into a memory-mapped .npy, so neither the images nor the outp
 whole set are ever held in memory. Each file is written under a temporary name and renamed
 when complete.
 
-top-1 counts an image as correct exactly as evaluation does (`tf.math.in_top_k` on the
-logits), so on the same data and checkpoint it equals `--mode=eval`'s.
+top-1 counts an image as correct exactly as evaluation does (`tf2.losses.top_k_hits` on the
+logits: a tie counts for the lower class index only, as argmax), so on the same data and
+checkpoint it equals `--mode=eval`'s.
 """
 import csv
 import dataclasses
@@ -40,6 +41,7 @@ from checkpoints import trained as trained_lib
 from data import pipeline
 from data.config import HOLDOUT_SPLIT, DataConfig
 from stages import startup_log, summaries
+from tf2 import losses
 from tf2 import model as model_lib
 from tf2 import resnet
 
@@ -102,8 +104,8 @@ def make_step_fn(model, embedding_layer: str, top_k: int, normalize: bool):
         labelled = batch["label"] >= 0
         target = tf.maximum(batch["label"], 0)  # in range; unlabelled rows are masked below
         rows.update(top_classes=top.indices, top_probabilities=top.values,
-                    hit1=tf.math.in_top_k(target, logits, 1) & labelled,
-                    hit5=tf.math.in_top_k(target, logits, min(5, classes)) & labelled)
+                    hit1=losses.top_k_hits(target, logits, 1) & labelled,
+                    hit5=losses.top_k_hits(target, logits, min(5, classes)) & labelled)
         return rows
     return step_fn
 

@@ -215,3 +215,20 @@ def accuracy(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
     """Top-1 accuracy of `logits` against one-hot `labels`, float32 scalar."""
     hits = tf.equal(tf.argmax(labels, -1), tf.argmax(logits, -1))
     return tf.reduce_mean(tf.cast(hits, tf.float32))
+
+
+def top_k_hits(labels: tf.Tensor, logits: tf.Tensor, k: int) -> tf.Tensor:
+    """bool (b,): the label is among the first k classes when the logits are sorted in
+    descending order, ties broken towards the lower class index (k=1 is argmax).
+
+    Unlike `tf.math.in_top_k`, which counts every class tied with the k-th largest logit as
+    inside the top k, a tie is a hit for one class only: logits computed in bfloat16 tie on a
+    few images in a thousand, and counting those as hits would put evaluation above what the
+    argmax prediction (serving's class) gets right.
+
+    Args:
+      labels: int (b,) class indices.
+      logits: (b, C) scores; k <= C.
+    """
+    top = tf.math.top_k(tf.cast(logits, tf.float32), k).indices  # stable: lower index first
+    return tf.reduce_any(tf.equal(top, tf.cast(labels, top.dtype)[:, None]), axis=-1)

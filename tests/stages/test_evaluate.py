@@ -33,11 +33,12 @@ def _randomise(model, seed):
 
 
 def _topk_numpy(logits, labels, k):
-    """Hits: the label's logit is among the k largest (ties counted as TF does: >)."""
+    """Hits: the label is among the first k classes of a stable descending sort (a tie counts
+    for the lower class index only; k=1 is argmax)."""
     hits = 0
     for row, label in zip(logits, labels):
-        larger = sum(1 for value in row if value > row[label])
-        hits += larger < k
+        order = sorted(range(len(row)), key=lambda c: -row[c])  # stable: lower index first
+        hits += label in order[:k]
     return hits / len(labels)
 
 
@@ -89,3 +90,18 @@ def test_every_evaluation_exports_the_evaluated_weights(setup):
     evaluate.run(cfg, strategy, source, watch=False)
     assert os.stat(pb).st_mtime_ns == before
     assert sorted(os.listdir(cfg.export_dir)) == ["2", "4"]
+
+
+def test_tied_logits_count_for_the_first_class_only(setup):
+    """A zeroed classifier gives every class the same logit: top-1 is then the share of class
+    0 (argmax picks it, as serving does), not 100% (tf.math.in_top_k counts every tie), and
+    top-3 of 3 classes is everything."""
+    cfg, source = setup
+    model, _ = evaluate.build(cfg, source.num_classes)
+    manager = ckpt_lib.CheckpointManager(cfg.model_dir, 5, model=model)
+    _randomise(model, 3)
+    for v in model.supervised_head.variables:
+        v.assign(tf.zeros_like(v))
+    manager.save(4)
+    result = evaluate.run(cfg, tf.distribute.get_strategy(), source, watch=False)
+    assert result["top1"] == pytest.approx(1 / 3) and result["top5"] == 1.0

@@ -260,3 +260,38 @@ def test_distill_loss_casts_half_precision_to_float32():
                               1.0)
     assert got.dtype == tf.float32
     np.testing.assert_allclose(got.numpy(), _eq2_by_hand(1.0), rtol=1e-2)
+
+
+def _top_k_hits_oracle(labels, logits, k):
+    """A loop: the label's rank is the number of classes with a larger logit plus the number
+    of classes of lower index with an equal one; a hit when that rank is below k."""
+    out = []
+    for row, label in zip(logits, labels):
+        rank = sum(1 for c, v in enumerate(row) if v > row[label] or (v == row[label] and c < label))
+        out.append(rank < k)
+    return np.array(out)
+
+
+def test_top_k_hits_counts_a_tie_for_the_lower_class_index_only():
+    # By hand: row 0 ties classes 0 and 1 at the top, label 1: a miss at k=1 (argmax is 0),
+    # a hit at k=2; row 1 ties 1 and 2, label 1: a hit; row 2 all equal, label 2: a hit only
+    # at k=3. tf.math.in_top_k counts all three as top-1 hits.
+    logits = tf.constant([[1.0, 1.0, 0.0], [0.0, 2.0, 2.0], [3.0, 3.0, 3.0]])
+    labels = tf.constant([1, 1, 2])
+    assert losses.top_k_hits(labels, logits, 1).numpy().tolist() == [False, True, False]
+    assert losses.top_k_hits(labels, logits, 2).numpy().tolist() == [True, True, False]
+    assert losses.top_k_hits(labels, logits, 3).numpy().tolist() == [True, True, True]
+    assert tf.math.in_top_k(labels, logits, 1).numpy().tolist() == [True, True, True]
+    # k=1 is argmax, the class serving returns.
+    assert (losses.top_k_hits(labels, logits, 1).numpy() ==
+            (tf.argmax(logits, -1).numpy() == labels.numpy())).all()
+
+
+@pytest.mark.parametrize("dtype", [tf.float32, tf.bfloat16])
+def test_top_k_hits_matches_the_loop_on_many_ties(dtype):
+    rng = np.random.default_rng(0)
+    logits = rng.integers(0, 3, size=(300, 7)).astype(np.float32)  # ties in almost every row
+    labels = rng.integers(0, 7, size=300)
+    for k in range(1, 8):
+        got = losses.top_k_hits(tf.constant(labels), tf.constant(logits, dtype), k).numpy()
+        np.testing.assert_array_equal(got, _top_k_hits_oracle(labels, logits, k))
