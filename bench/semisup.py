@@ -2,6 +2,7 @@
 
     python -m bench.semisup --part=all --scale=full --dry_run   # every command, minutes per part
     python -m bench.semisup --part=baselines --scale=full --out=DIR   # one part (<= 120 min)
+    python -m bench.semisup --part=rescore --scale=full --out=DIR     # finals by argmax top-1
     python -m bench.semisup --part=report --scale=full                # merge the parts' files
     python -m bench.semisup --part=size --scale=smoke --out=DIR       # a part's hand-overs
 
@@ -29,6 +30,9 @@ search, runner, study, pixels, curves, claims, report, figures). The protocol:
              same command finds its record); each writes part_<name>.json (commit, CPU,
              precision, every command with $OUT for --out, its wall time) and the report
              merges all part files present into results.json, results.md and the plots.
+  rescore    every final's checkpoint evaluated again on test and counted by argmax
+             (rescore.py: before commit 6c4f75a a tie at the top counted as a hit); the
+             report uses these counts where present.
 
 Resumable: a finished run's record (bench_*.json in its model_dir) is reused, an unfinished
 one resumes from its checkpoint. --dry_run walks the same code without running anything: each
@@ -43,19 +47,22 @@ import time
 from bench import harness
 from bench.semisup_study import protocol as P
 from bench.semisup_study import report
+from bench.semisup_study import rescore
 from bench.semisup_study import runner
 from bench.semisup_study import search
 from bench.semisup_study.study import Study, measured_speeds
 
 DOCS = os.path.join(harness.ROOT, "docs", "semisup")
-CHOICES = (*P.PART_ORDER, "all", "report")
+CHOICES = (*P.PART_ORDER, "all", "rescore", "report")
 
 
 def parse(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--part", choices=CHOICES, required=True,
-                        help="which part to run; all: every part in order; report: only merge "
-                             "the part files of --results_dir")
+                        help="which part to run; all: every part in order; rescore: "
+                             "re-evaluate every final of the part files by argmax top-1 "
+                             "(rescore.json); report: only merge the part files of "
+                             "--results_dir")
     parser.add_argument("--scale", choices=sorted(P.SCALES), default="smoke")
     parser.add_argument("--out", default=os.path.join("bench", "out", "semisup"),
                         help="runs, logs (and, below full scale, the results files)")
@@ -109,7 +116,15 @@ def main(argv=None):
     if args.dry_run:
         project(args, cpu)
         return
-    if args.part != "report":
+    if args.part == "rescore":
+        tic = time.perf_counter()
+        merged = report.merge(report.read_parts(args.results_dir))
+        done = rescore.rescore(merged, os.path.join(os.path.abspath(args.out), "runs"),
+                               args.results_dir, cpu, log=lambda line: print(line, flush=True))
+        bad = [run for run, rec in done.items() if not rec["reproduces"]]
+        print(f"rescore: {len(done)} finals, {(time.perf_counter() - tic) / 60:.1f} min; "
+              f"recorded values not reproduced: {', '.join(bad) or 'none'}", flush=True)
+    elif args.part != "report":
         for part in parts_of(args.part):
             tic = time.perf_counter()
             study = Study(P.SCALES[args.scale], args.scale, os.path.abspath(args.out),

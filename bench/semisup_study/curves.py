@@ -13,13 +13,14 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def _config(model_dir: str):
+def run_config(model_dir: str, split: str):
+    """The run's configuration as run.py wrote it (config.json), evaluating on `split`."""
     from data.config import DataConfig
     from tf2 import config as config_lib
     with open(os.path.join(model_dir, "config.json")) as f:
         raw = json.load(f)["data"]
     raw["crop_area_range"] = tuple(raw["crop_area_range"])
-    data = dataclasses.replace(DataConfig(**raw), eval_split="holdout")
+    data = dataclasses.replace(DataConfig(**raw), eval_split=split)
     return config_lib.load_run_config(os.path.join(model_dir, "config.json"), data=data)
 
 
@@ -37,7 +38,7 @@ def curve(model_dir: str, teacher_dir: str = None):
     from checkpoints import manager as ckpt_lib
     from data import datasets, pipeline
     from tf2 import model as model_lib
-    cfg = _config(model_dir)
+    cfg = run_config(model_dir, "holdout")
     # The network as trained and as run.py's evaluation saw it: in the run's precision (a
     # float32 copy of a bf16-trained network flips the argmax of near-tied logits).
     tf.keras.mixed_precision.set_global_policy(cfg.precision)

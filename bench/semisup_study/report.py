@@ -8,6 +8,7 @@ from typing import Dict, List
 from bench import harness
 from bench.semisup_study import claims as C
 from bench.semisup_study import protocol as P
+from bench.semisup_study import rescore
 
 COLUMNS = tuple(b.name for b in P.BUDGETS)
 
@@ -81,8 +82,12 @@ def markdown(merged: dict, s: P.Scale) -> str:
                      f"{cpu.get('avx512_bf16')}, AMX {cpu.get('amx_bf16')}), "
                      f"{info['precision']}, {info['minutes_of_own_runs']:.0f} min of its own "
                      f"runs ({info['minutes_of_runs']:.0f} with what it built for others)")
+    counted = ("by argmax, re-evaluated from the checkpoints (see 'Top-1 by argmax' below)"
+               if merged.get("rescore", {}).get("outcome", {}).get("rescored") else
+               "as each part's commit counted it")
     lines += ["", "Test top-1 (%), mean ± std over subset seeds, each arm at the configuration "
-              "its holdout search chose; the test split read once per chosen configuration.",
+              "its holdout search chose; the test split read once per chosen configuration; "
+              f"top-1 {counted}.",
               "", "| Method | Network | " + " | ".join(
                   P.BUDGET[b].label for b in COLUMNS) + " |",
               "|---|---|" + "---|" * len(COLUMNS)]
@@ -109,6 +114,9 @@ def markdown(merged: dict, s: P.Scale) -> str:
             reached = "reached" if r["reaches_target"] else "not reached"
             line += f"; target {100 * C.TARGET_1PCT:.0f}% {reached}"
         lines.append(line)
+    if "rescore" in merged:
+        lines += rescore.summary_lines(merged, merged["rescore"]["runs"],
+                                       merged["rescore"]["outcome"])
     lines += search_tables(merged)
     return "\n".join(lines) + "\n"
 
@@ -141,6 +149,8 @@ def write(directory: str, s: P.Scale) -> List[str]:
     there (when matplotlib, of requirements-bench.txt, is installed); returns the paths
     written."""
     merged = merge(read_parts(directory))
+    rescored = rescore.read(directory)
+    merged["rescore"] = {"runs": rescored, "outcome": rescore.apply(merged, rescored)}
     t = table(merged)
     merged.update(table=t, claims=C.judge(t), references=C.references(t))
     paths = [os.path.join(directory, "results.json"), os.path.join(directory, "results.md")]

@@ -1,7 +1,8 @@
 """bench/semisup.py's protocol without training: the search rule on synthetic score tables,
 the plan of every part (holdout, test read once, teachers by seed, equal epochs), the merge of
 the parts' files, relative improvements and the claims' verdicts by hand, the raw-pixel
-logistic regression against finite differences, and the runner's record of a diverged run."""
+logistic regression against finite differences, the runner's record of a diverged run, and
+the argmax rescoring of the finals by hand."""
 import math
 import sys
 
@@ -12,6 +13,7 @@ from bench.semisup_study import claims as C
 from bench.semisup_study import pixels
 from bench.semisup_study import protocol as P
 from bench.semisup_study import report
+from bench.semisup_study import rescore
 from bench.semisup_study import runner
 from bench.semisup_study import search
 from bench.semisup_study.study import Study
@@ -403,3 +405,36 @@ def test_the_report_plans_only_plots_that_have_data_and_their_numbers_by_hand():
     assert top1.xs == agree.xs == pytest.approx([215 * 256 / 55000, 430 * 256 / 55000])
     assert (top1.ys, agree.ys) == (pytest.approx([80.0, 81.0]), pytest.approx([90.0, 93.0]))
     assert (agree.style, agree.colour_of) == ("agreement", top1.label)
+
+
+def test_rescoring_counts_ties_once_and_replaces_the_finals_by_hand():
+    # Row 0: label 1 ties class 0 at the top (argmax 0: a miss; ties as hits: a hit);
+    # row 1: a clean hit; row 2: label 2 ties 0 and 1 below class 0's 5 (a miss either way);
+    # row 3: label 0 ties class 2 at the top (argmax 0: a hit either way).
+    logits = np.array([[2.0, 2.0, 0.0], [0.0, 1.0, 0.5], [5.0, 1.0, 1.0], [3.0, 1.0, 3.0]])
+    got = rescore.counts(logits, np.array([1, 1, 2, 0]))
+    assert got == {"top1": 0.5, "top1_ties_as_hits": 0.75, "rows_tied_at_the_top": 2,
+                   "examples": 4}
+    # The recorded final must be one of the two counts to the image (1/4 here).
+    assert rescore.reproduces(0.75, got) and rescore.reproduces(0.5, got)
+    assert not rescore.reproduces(0.25, got)
+
+    merged = {"arms": {"selfdistill": {"1pct": {
+        "finals": {"0": 0.80, "1": 0.82, "2": None},
+        "runs": {"0": "sd_s0", "1": "sd_s1", "2": "sd_s2"}}}}}
+    assert rescore.finals(merged) == [("sd_s0", 0.80), ("sd_s1", 0.82)]
+    rescored = {"sd_s0": {"top1": 0.79, "top1_ties_as_hits": 0.80,
+                          "rows_tied_at_the_top": 12, "examples": 100},
+                "sd_s9": {"top1": 0.5, "top1_ties_as_hits": 0.5, "rows_tied_at_the_top": 0,
+                          "examples": 100}}
+    outcome = rescore.apply(merged, rescored)
+    r = merged["arms"]["selfdistill"]["1pct"]
+    assert r["finals"] == {"0": 0.79, "1": 0.82, "2": None}  # s1 not rescored: kept
+    assert r["finals_recorded"] == {"0": 0.80, "1": 0.82, "2": None}
+    assert outcome == {"rescored": 1, "finals": 2, "not_reproduced": [], "missing": ["sd_s1"]}
+    lines = rescore.summary_lines(merged, rescored, outcome)
+    assert "| selfdistill | 1pct | 80.00 | 79.00 | -1.00 | 12 |" in lines
+    # A recorded value that neither count gives is named.
+    rescored["sd_s0"]["top1_ties_as_hits"] = 0.70
+    merged["arms"]["selfdistill"]["1pct"]["finals"] = {"0": 0.80, "1": 0.82, "2": None}
+    assert rescore.apply(merged, rescored)["not_reproduced"] == ["sd_s0"]

@@ -1,8 +1,8 @@
 """Every part of bench/semisup.py at --scale=smoke through run.py, as the study runs them: the
 hand-overs (pretraining -> fine-tuning -> distillation with each seed's own teacher, test reads,
-curves, raw-pixel references, the part files and their merge), then a rerun that reuses every
-run. About 40 run.py invocations: 15-40 minutes on 2 cores, so CI runs it in its slow step
-(.ci/run), not in the default suite."""
+curves, raw-pixel references, the part files and their merge), the finals re-evaluated by
+argmax (--part=rescore), then a rerun that reuses every run. About 40 run.py invocations:
+15-40 minutes on 2 cores, so CI runs it in its slow step (.ci/run), not in the default suite."""
 import json
 import os
 import subprocess
@@ -62,6 +62,20 @@ def test_every_part_hands_over_and_resumes(tmp_path):
     assert set(merged["table"]) >= set(arms) | {"pixels_logreg", "pixels_knn"}
     md = (tmp_path / "study" / "results.md").read_text()
     assert "| Supervised, from scratch | ResNet-18 x0.25 |" in md and "claim 4" in md
+
+    # Every final evaluated again by argmax from its checkpoint: made by this commit's
+    # run.py, which counts ties that way, each recorded value is the argmax count.
+    rescored = _semisup("--part=rescore", "--scale=smoke", f"--out={out}")
+    assert rescored.returncode == 0, rescored.stdout[-3000:] + rescored.stderr[-3000:]
+    records = json.loads((tmp_path / "study" / "rescore.json").read_text())["runs"]
+    finals = {r["runs"][seed]: value for per_budget in arms.values()
+              for r in per_budget.values() for seed, value in r["finals"].items()}
+    assert set(records) == set(finals)
+    for run, rec in records.items():
+        assert rec["split"] == "test" and rec["reproduces"], (run, rec)
+        assert abs(rec["top1"] - finals[run]) < 0.5 / rec["examples"], (run, rec)
+        assert rec["top1_ties_as_hits"] >= rec["top1"]
+    assert "top-1 by argmax, re-evaluated" in (tmp_path / "study" / "results.md").read_text()
 
     again = _semisup("--part=head", "--scale=smoke", f"--out={out}")
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]

@@ -267,7 +267,8 @@ def _top_k_hits_oracle(labels, logits, k):
     of classes of lower index with an equal one; a hit when that rank is below k."""
     out = []
     for row, label in zip(logits, labels):
-        rank = sum(1 for c, v in enumerate(row) if v > row[label] or (v == row[label] and c < label))
+        rank = sum(1 for c, v in enumerate(row)
+                   if v > row[label] or (v == row[label] and c < label))
         out.append(rank < k)
     return np.array(out)
 
