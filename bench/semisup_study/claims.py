@@ -14,6 +14,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 MIN_N = 3
 LEVEL = 0.95
+LONG = "the long part"  # the number of a claim about longer pretraining itself
 TARGET_1PCT = 0.89  # the long part's target: test top-1 with 1% of the labels
 
 
@@ -144,6 +145,15 @@ def judge(t: Dict[str, Dict[str, dict]]) -> List[dict]:
         out.append(_claim(5, f"{b}: fine-tuning from the first head layer beats fine-tuning "
                           "from the encoder output", diff(g("finetune", b),
                                                           g("finetune_head0", b))))
+    out.append(_claim(1, "1pct, long pretraining: SimCLRv2 fine-tuned after 30 pretraining "
+                      "epochs beats supervised from scratch",
+                      diff(g("finetune_long", "1pct"), g("supervised", "1pct"))))
+    out.append(_claim(LONG, "1pct: 30 pretraining epochs fine-tune better than 4 (the same "
+                      "network and recipe)", diff(g("finetune_long", "1pct"),
+                                                  g("finetune", "1pct"))))
+    out.append(_claim(2, "1pct, long pretraining: the self-distilled student (tau 0.1) beats "
+                      "its own teacher (paired by seed)", paired(g("selfdistill_long", "1pct"),
+                                                                 g("finetune_long", "1pct"))))
     return out
 
 

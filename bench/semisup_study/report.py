@@ -100,7 +100,8 @@ def markdown(merged: dict, s: P.Scale) -> str:
         rel = c["numbers"].get("relative")
         extra = (f"; relative improvement {100 * rel['relative']:+.1f}% ± "
                  f"{100 * rel['standard_error']:.1f}" if rel else "")
-        lines.append(f"- claim {c['number']}, **{c['verdict']}**: {c['claim']}"
+        number = c["number"] if c["number"] == C.LONG else f"claim {c['number']}"
+        lines.append(f"- {number}, **{c['verdict']}**: {c['claim']}"
                      f"{_comparison(c['comparison'])}{extra}")
     ref = C.references(t)
     lines += ["", "## References", "", f"- supervised from scratch on all 55,000 labels: "
@@ -112,7 +113,7 @@ def markdown(merged: dict, s: P.Scale) -> str:
             line += f" = {100 * frac:.1f}% of it"
         if arm.endswith("_long") and r["top1"] is not None:
             reached = "reached" if r["reaches_target"] else "not reached"
-            line += f"; target {100 * C.TARGET_1PCT:.0f}% {reached}"
+            line += f"; the target, {100 * C.TARGET_1PCT:.0f}% test top-1, {reached}"
         lines.append(line)
     if "rescore" in merged:
         lines += rescore.summary_lines(merged, merged["rescore"]["runs"],

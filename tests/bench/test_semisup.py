@@ -249,6 +249,19 @@ def test_claims_on_a_table_by_hand():
     assert distill["verdict"] == "holds"
     assert out["1pct: SimCLRv2 fine-tuned beats supervised from scratch"]["verdict"] == (
         "not measured")
+    # the long part: against 4 pretraining epochs and against from scratch (none at 1%: not
+    # measured); its one-seed self-distillation is not judged
+    t["finetune_long"] = {"1pct": _s(0.85, 0.86, 0.87)}
+    t["selfdistill_long"] = {"1pct": C.summary({"0": 0.86})}
+    out = {c["claim"]: c for c in C.judge(t)}
+    longer = out["1pct: 30 pretraining epochs fine-tune better than 4 (the same network and "
+                 "recipe)"]
+    assert longer["number"] == C.LONG and longer["verdict"] == "holds"
+    assert longer["comparison"]["difference"] == pytest.approx(0.03)
+    assert out["1pct, long pretraining: SimCLRv2 fine-tuned after 30 pretraining epochs beats "
+               "supervised from scratch"]["verdict"] == "not measured"
+    assert out["1pct, long pretraining: the self-distilled student (tau 0.1) beats its own "
+               "teacher (paired by seed)"]["verdict"] == "not judged (n < 3 on a side)"
     ref = C.references(t)
     assert ref["finetune"]["fraction_of_supervised_all"] == pytest.approx(0.83 / 0.92)
     assert ref["selfdistill"]["reaches_target"] is False
