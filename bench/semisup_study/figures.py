@@ -11,7 +11,7 @@ from bench.semisup_study import protocol as P
 
 FIGURE1_BUDGETS = ("13pc", "1pct", "10pct")
 FIGURE2_ARMS = ("supervised", "finetune", "finetune_big", "selfdistill", "big_to_small",
-                "pixels_logreg", "pixels_knn")
+                "finetune_long", "pixels_logreg", "pixels_knn")
 SUPERVISED_ARMS = ("supervised", "supervised_big")
 DISTILL_ARMS = ("selfdistill", "big_to_small", "distill_labels", "selfdistill_long")
 
