@@ -68,8 +68,9 @@ def test_every_part_hands_over_and_resumes(tmp_path):
     rescored = _semisup("--part=rescore", "--scale=smoke", f"--out={out}")
     assert rescored.returncode == 0, rescored.stdout[-3000:] + rescored.stderr[-3000:]
     records = json.loads((tmp_path / "study" / "rescore.json").read_text())["runs"]
-    finals = {r["runs"][seed]: value for per_budget in arms.values()
-              for r in per_budget.values() for seed, value in r["finals"].items()}
+    finals = {r["runs"][seed]: value for part in parts.values()  # (arms merges by arm only)
+              for per_budget in part["arms"].values() for r in per_budget.values()
+              for seed, value in r["finals"].items()}
     assert set(records) == set(finals)
     for run, rec in records.items():
         assert rec["split"] == "test" and rec["reproduces"], (run, rec)
