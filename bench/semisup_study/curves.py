@@ -31,16 +31,13 @@ def _predict(model, images):
                            for x in images])
 
 
-def curve(model_dir: str, teacher_dir: str = None):
-    """[{'step', 'top1', 'agreement' (with a teacher)}] over the run's kept checkpoints."""
+def eval_images(cfg):
+    """(source, [image batches], labels (n,)) of cfg.data.eval_split as run.py's evaluation
+    reads it, with the run's precision set: the network as trained and as run.py saw it (a
+    float32 copy of a bf16-trained network flips the argmax of near-tied logits)."""
     import numpy as np
     import tensorflow as tf
-    from checkpoints import manager as ckpt_lib
     from data import datasets, pipeline
-    from tf2 import model as model_lib
-    cfg = run_config(model_dir, "holdout")
-    # The network as trained and as run.py's evaluation saw it: in the run's precision (a
-    # float32 copy of a bf16-trained network flips the argmax of near-tied logits).
     tf.keras.mixed_precision.set_global_policy(cfg.precision)
     source = datasets.load(cfg.data)
     images, labels = [], []
@@ -50,7 +47,25 @@ def curve(model_dir: str, teacher_dir: str = None):
             break
         images.append(batch["image"])
         labels.append(batch["label"].numpy())
-    labels = np.concatenate(labels)
+    return source, images, np.concatenate(labels)
+
+
+def restored(cfg, num_classes: int, prefix: str):
+    """The run's network with the weights of checkpoint `prefix`."""
+    from checkpoints import manager as ckpt_lib
+    from tf2 import model as model_lib
+    model = model_lib.build_model(cfg.model, cfg.head, image_size=cfg.data.image_size,
+                                  num_classes=num_classes)
+    ckpt_lib.restore_objects(prefix, model=model)
+    return model
+
+
+def curve(model_dir: str, teacher_dir: str = None):
+    """[{'step', 'top1', 'agreement' (with a teacher)}] over the run's kept checkpoints."""
+    import numpy as np
+    import tensorflow as tf
+    cfg = run_config(model_dir, "holdout")
+    source, images, labels = eval_images(cfg)
     teacher = None
     if teacher_dir:
         from stages import distill
@@ -59,10 +74,7 @@ def curve(model_dir: str, teacher_dir: str = None):
     state = tf.train.get_checkpoint_state(model_dir)
     out = []
     for prefix in state.all_model_checkpoint_paths:
-        model = model_lib.build_model(cfg.model, cfg.head, image_size=cfg.data.image_size,
-                                      num_classes=source.num_classes)
-        ckpt_lib.restore_objects(prefix, model=model)
-        pred = _predict(model, images)
+        pred = _predict(restored(cfg, source.num_classes, prefix), images)
         point = {"step": int(prefix.rsplit("-", 1)[-1]), "top1": float(np.mean(pred == labels))}
         if teacher is not None:
             point["agreement"] = float(np.mean(pred == teacher_pred))

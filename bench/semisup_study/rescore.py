@@ -88,25 +88,15 @@ def _logits(model_dir: str, split: str):
     import tensorflow as tf
 
     from bench.semisup_study import curves
-    from checkpoints import manager as ckpt_lib
-    from data import datasets, pipeline
     from tf2 import model as model_lib
     tf.keras.backend.clear_session()  # one process re-evaluates many networks
     cfg = curves.run_config(model_dir, split)
-    tf.keras.mixed_precision.set_global_policy(cfg.precision)
-    source = datasets.load(cfg.data)
-    model = model_lib.build_model(cfg.model, cfg.head, image_size=cfg.data.image_size,
-                                  num_classes=source.num_classes)
-    ckpt_lib.restore_objects(tf.train.latest_checkpoint(model_dir), model=model)
+    source, images, labels = curves.eval_images(cfg)
+    model = curves.restored(cfg, source.num_classes, tf.train.latest_checkpoint(model_dir))
+    # run.py's evaluation runs the network in a tf.function, whose bfloat16 roundings differ
+    # from eager ones on a few images: the same here, so that the old count reproduces.
     forward = tf.function(lambda x: model(x, training=False)[model_lib.LOGITS_SUP])
-    logits, labels = [], []
-    for i, batch in enumerate(pipeline.eval_input_fn(source, cfg.data, cfg.eval_batch_size)(
-            tf.distribute.InputContext())):
-        if cfg.eval_steps and i >= cfg.eval_steps:
-            break
-        logits.append(forward(batch["image"]).numpy())
-        labels.append(batch["label"].numpy())
-    return np.concatenate(logits), np.concatenate(labels)
+    return np.concatenate([forward(x).numpy() for x in images]), labels
 
 
 def rescore(merged: dict, runs_dir: str, directory: str, cpu: dict,
