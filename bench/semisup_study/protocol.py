@@ -69,6 +69,7 @@ class Arm:
       teacher: the arm whose run of the same budget and seed teaches it (distillation).
       budgets: label budgets (Scale.budgets keeps those of a scale).
       seeds: how many of the scale's subset seeds its finals use (1: the search's run only).
+      seeds_at: (budget, seeds) where an arm's finals use fewer seeds (a cut for compute).
       length: the key of Scale.images holding its length budget (None: the label budget's).
       curve: keep CURVE_POINTS checkpoints and draw the holdout curve of the longest run at
         the chosen learning rate and weight decay, which is run at `curve_length` (a length
@@ -83,6 +84,7 @@ class Arm:
     pretrain: Optional[str] = None
     teacher: Optional[str] = None
     seeds: int = 3
+    seeds_at: Tuple[Tuple[str, int], ...] = ()
     length: Optional[str] = None
     curve: bool = False
     curve_length: float = 0.0
@@ -98,7 +100,10 @@ ARMS = {a.name: a for a in (
     Arm("finetune", "SimCLRv2 fine-tuned (head layer 1)", "small", "finetune",
         (("ft_proj_selector", 1),), ("13pc", "1pct", "10pct"), pretrain="small"),
     Arm("finetune_big", "SimCLRv2 fine-tuned (head layer 1)", "big", "finetune",
-        (("ft_proj_selector", 1),), ("13pc", "1pct", "10pct"), pretrain="big"),
+        (("ft_proj_selector", 1),), ("13pc", "1pct", "10pct"), pretrain="big",
+        seeds_at=(("10pct", 1),)),  # 10%: seed 0 only; its search alone goes to 16-32x
+    # the budget at x0.5 (~1.5 h with the pretraining), seeds 1 and 2 would add 0.7-1.4 h,
+    # and a part must finish on the machine it starts on (nothing but the repository stays)
     Arm("finetune_head0", "SimCLRv2 fine-tuned (encoder output)", "small", "finetune",
         (("ft_proj_selector", 0),), ("13pc", "1pct"), pretrain="small"),
     Arm("linear", "SimCLRv2 linear eval (frozen encoder)", "small", "finetune",
@@ -132,7 +137,8 @@ PARTS = {"baselines": ("pixels", ("supervised", ("13pc", "1pct"))),
          "baselines_10pct": (("supervised", ("10pct",)),),
          "reference": (("supervised", ("100pct",)),),
          "head": ("finetune", "finetune_head0", "linear"),
-         "size": ("finetune_big",),
+         "size": (("finetune_big", ("13pc", "1pct")),),
+         "size_10pct": (("finetune_big", ("10pct",)),),
          "distill": ("selfdistill", "big_to_small", "distill_labels"),
          "long": ("finetune_long", "selfdistill_long"),
          "scratch_big": ("supervised_big",)}  # last: no claim's verdict depends on it
@@ -181,7 +187,8 @@ class Scale:
 
     def arm_seeds(self, arm: Arm, budget: Budget):
         """Subset seeds of the arm's finals; all labels have one subset: the search's seed."""
-        return self.seeds[:1] if budget.name == "100pct" else self.seeds[:arm.seeds]
+        n = dict(arm.seeds_at).get(budget.name, arm.seeds)
+        return self.seeds[:1] if budget.name == "100pct" else self.seeds[:n]
 
 
 FULL = Scale(

@@ -359,6 +359,17 @@ def test_each_arm_and_budget_is_run_by_exactly_one_part():
     assert set(owners) == {(a.name, b) for a in P.ARMS.values() for b in a.budgets}
     assert owners["supervised", "10pct"] == ["baselines_10pct"]
     assert owners["supervised", "100pct"] == ["reference"]
+    assert owners["finetune_big", "10pct"] == ["size_10pct"]
+    assert owners["finetune_big", "1pct"] == ["size"]
+
+
+def test_a_seed_cut_applies_to_its_budget_only():
+    big = P.ARMS["finetune_big"]
+    assert P.FULL.arm_seeds(big, P.BUDGET["10pct"]) == (0,)
+    assert P.FULL.arm_seeds(big, P.BUDGET["13pc"]) == (0, 1, 2)
+    assert P.FULL.arm_seeds(big, P.BUDGET["1pct"]) == (0, 1, 2)
+    assert P.FULL.arm_seeds(P.ARMS["finetune"], P.BUDGET["10pct"]) == (0, 1, 2)
+    assert P.FULL.arm_seeds(P.ARMS["linear"], P.BUDGET["100pct"]) == (0,)
 
 
 def test_the_report_plans_only_plots_that_have_data_and_their_numbers_by_hand():
