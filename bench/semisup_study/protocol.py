@@ -141,7 +141,8 @@ PARTS = {"baselines": ("pixels", ("supervised", ("13pc", "1pct"))),
          "size_10pct": (("finetune_big", ("10pct",)),),
          "distill": ("selfdistill", "big_to_small", "distill_labels"),
          "long": ("finetune_long", "selfdistill_long"),
-         "scratch_big": ("supervised_big",)}  # last: no claim's verdict depends on it
+         "scratch_big": (("supervised_big", ("13pc",)),),  # last: no claim's verdict
+         "scratch_big_1pct": (("supervised_big", ("1pct",)),)}  # depends on them
 PART_ORDER = tuple(PARTS)
 
 

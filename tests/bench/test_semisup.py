@@ -361,6 +361,7 @@ def test_each_arm_and_budget_is_run_by_exactly_one_part():
     assert owners["supervised", "100pct"] == ["reference"]
     assert owners["finetune_big", "10pct"] == ["size_10pct"]
     assert owners["finetune_big", "1pct"] == ["size"]
+    assert owners["supervised_big", "1pct"] == ["scratch_big_1pct"]
 
 
 def test_a_seed_cut_applies_to_its_budget_only():
