@@ -22,10 +22,11 @@ search, runner, study, pixels, curves, claims, report, figures). The protocol:
   parts      baselines (raw-pixel references, x0.25 from scratch at 13/class and 1%),
              baselines_10pct (the same at 10%), reference (x0.25 from scratch on all 55,000
              labels), head (x0.25 pretrained; fine-tuning from head layer 1 vs 0, linear
-             evaluation), size (x0.5 pretrained for the same epochs, fine-tuned), distill
+             evaluation), size (x0.5 pretrained for the same epochs, fine-tuned at
+             13/class and 1%), size_10pct (the same at 10%, seed 0 only), distill
              (self-distillation tau 0.1, big-to-small tau 1, Eq. 3 with labels), long (x0.25
-             pretrained 30 epochs, fine-tuned and self-distilled), scratch_big (x0.5 from
-             scratch at 13/class and 1%).
+             pretrained 30 epochs, fine-tuned and self-distilled), scratch_big and
+             scratch_big_1pct (x0.5 from scratch at 13/class, at 1%).
              A part builds the encoders and teachers it needs unless --out holds them (the
              same command finds its record); each writes part_<name>.json (commit, CPU,
              precision, every command with $OUT for --out, its wall time) and the report
