@@ -39,15 +39,22 @@ class Figure(NamedTuple):
 
 def figure1_lines(t, s: P.Scale) -> List[Line]:
     """Figure 1 in miniature: relative improvement (%) of the fine-tuned bigger network's test
-    top-1 over the smaller one's, against encoder parameters (millions), one line per budget."""
+    top-1 over the smaller one's, against encoder parameters (millions), one line per budget.
+    A budget with one seed on a side has no error bar (its standard error would count only
+    the other side's spread) and says so in its label."""
     small, big = s.nets["small"], s.nets["big"]
     xs = [a.parameters() / 1e6 for a in (small, big)]
     out = []
     for b in FIGURE1_BUDGETS:
-        rel = C.relative(t.get("finetune_big", {}).get(b), t.get("finetune", {}).get(b))
-        if rel:
-            out.append(Line(P.BUDGET[b].label, xs, [0.0, 100 * rel["relative"]],
-                            [0.0, 100 * rel["standard_error"]]))
+        pair = (t.get("finetune_big", {}).get(b), t.get("finetune", {}).get(b))
+        rel = C.relative(*pair)
+        if not rel:
+            continue
+        ys = [0.0, 100 * rel["relative"]]
+        if min(g["n"] for g in pair) < 2:
+            out.append(Line(f"{P.BUDGET[b].label} (one seed on a side: no error bar)", xs, ys))
+        else:
+            out.append(Line(P.BUDGET[b].label, xs, ys, [0.0, 100 * rel["standard_error"]]))
     return out
 
 

@@ -415,6 +415,21 @@ def test_the_report_plans_only_plots_that_have_data_and_their_numbers_by_hand():
     assert [line.label for line in fig1] == ["13/class"]
     assert fig1[0].ys == pytest.approx([0.0, 100 * (0.81 / 0.77 - 1)])
     assert fig1[0].xs == pytest.approx([0.700464, 2.796128])
+    se = 0.01 / 3 ** 0.5  # both sides: std 0.01 over 3 seeds; delta method by hand
+    assert fig1[0].yerr == pytest.approx([0.0, 100 * ((se / 0.77) ** 2 +
+                                                      (0.81 * se / 0.77 ** 2) ** 2) ** 0.5])
+    # one seed of the bigger network at 10%: the point without an error bar, said in the label
+    merged["arms"]["finetune_big"]["10pct"] = {"finals": {"0": 0.909}, "search": {},
+                                               "curve": None}
+    merged["arms"].setdefault("finetune", {})["10pct"] = {
+        "finals": {"0": 0.900, "1": 0.902, "2": 0.904}, "search": {}, "curve": None}
+    merged["table"] = report.table(merged)
+    fig1 = figures.plan(merged, s)["figure1_size.png"].lines
+    assert [line.label for line in fig1] == ["13/class",
+                                             "10% (one seed on a side: no error bar)"]
+    assert fig1[1].ys == pytest.approx([0.0, 100 * (0.909 / 0.902 - 1)]) and fig1[1].yerr is None
+    del merged["arms"]["finetune_big"]["10pct"], merged["arms"]["finetune"]["10pct"]
+    merged["table"] = report.table(merged)
     knn = planned["knn_epochs.png"]
     assert knn.lines[0].xs == pytest.approx([215 * 256 / 55000, 430 * 256 / 55000])
     assert knn.reference == (pytest.approx(66.0), "raw pixels, k 20 (same bank)")
