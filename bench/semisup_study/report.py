@@ -64,8 +64,12 @@ def _pct(x) -> str:
 
 
 def _comparison(c) -> str:
+    """The comparison's numbers; with one seed on a side no standard error (it would count
+    only the other side's spread, or none)."""
     if not c:
         return ""
+    if c["n_min"] < 2:
+        return f" (difference {100 * c['difference']:+.2f} points, one seed on a side)"
     ci = ("" if c["low"] is None else
           f", 95% t-interval [{100 * c['low']:+.2f}, {100 * c['high']:+.2f}]")
     return (f" (difference {100 * c['difference']:+.2f} points, standard error "
@@ -98,8 +102,9 @@ def markdown(merged: dict, s: P.Scale) -> str:
     lines += ["", "## Claims (95% t-intervals; see bench/semisup_study/claims.py)", ""]
     for c in C.judge(t):
         rel = c["numbers"].get("relative")
-        extra = (f"; relative improvement {100 * rel['relative']:+.1f}% ± "
-                 f"{100 * rel['standard_error']:.1f}" if rel else "")
+        one = c["comparison"] and c["comparison"]["n_min"] < 2
+        extra = ("" if not rel else f"; relative improvement {100 * rel['relative']:+.1f}%"
+                 + ("" if one else f" ± {100 * rel['standard_error']:.1f}"))
         number = c["number"] if c["number"] == C.LONG else f"claim {c['number']}"
         lines.append(f"- {number}, **{c['verdict']}**: {c['claim']}"
                      f"{_comparison(c['comparison'])}{extra}")

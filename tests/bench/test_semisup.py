@@ -176,6 +176,28 @@ def test_merge_of_parts_keeps_each_arm_once_and_only_own_runs():
         report.merge([a, _part("size", {"supervised": {"1pct": _result({"0": 0.1})}})])
 
 
+def test_a_claim_with_one_seed_on_a_side_prints_no_standard_error():
+    """x0.5 at 10% with one seed: its difference by hand, and neither a standard error nor a
+    ± on the relative improvement (they would count only x0.25's spread)."""
+    head = _part("head", {"finetune": {"13pc": _result({"0": 0.76, "1": 0.77, "2": 0.78}),
+                                       "10pct": _result({"0": 0.90, "1": 0.91, "2": 0.92})}})
+    size = _part("size", {"finetune_big": {
+        "13pc": _result({"0": 0.78, "1": 0.79, "2": 0.80}), "10pct": _result({"0": 0.915})}})
+    merged = report.merge([head, size])
+    for r in (r for per in merged["arms"].values() for r in per.values()):
+        r["search"] = {"chosen": {"learning_rate": 0.03, "weight_decay": 5e-4, "length": 1.0},
+                       "chosen_score": 0.8, "on_cap": [], "extensions": [], "trials": []}
+    md = report.markdown(merged, P.FULL)
+    line = lambda start: next(x for x in md.splitlines() if start in x)  # noqa: E731
+    ten = line("10pct: the bigger pretrained network")
+    assert "not judged" in ten and "difference +0.50 points, one seed on a side)" in ten
+    assert "standard error" not in ten and "±" not in ten
+    assert "relative improvement +0.5%" in ten  # 0.915 / 0.91 - 1 = 0.55%
+    few = line("13pc: the bigger pretrained network")  # n = 3 a side: std 0.01 each
+    assert f"standard error {100 * math.sqrt(2e-4 / 3):.2f}" in few and "±" in few
+    assert "one seed on a side" in line("network's gain is larger at 13pc than at 10pct")
+
+
 def test_t_quantiles_against_the_table():
     for df, t in ((1, 12.706), (2, 4.303), (4, 2.776), (10, 2.228), (30, 2.042)):
         assert C.t_quantile(0.975, df) == pytest.approx(t, abs=2e-3)
