@@ -81,18 +81,22 @@ def paired(a: dict, b: dict) -> Optional[dict]:
 
 def _interval(value, se, df, n_min) -> dict:
     half = t_quantile(0.5 + LEVEL / 2, df) * se if df else None
+    se = se if n_min > 1 else None  # one seed on a side: no spread to measure there
     return {"difference": value, "standard_error": se, "df": df, "n_min": n_min,
             "low": None if half is None else value - half,
             "high": None if half is None else value + half}
 
 
 def relative(big: Optional[dict], small: Optional[dict]) -> Optional[dict]:
-    """mean(big) / mean(small) - 1 with its standard error by the delta method."""
+    """mean(big) / mean(small) - 1 with its standard error by the delta method (None with one
+    seed on a side: it would count only the other side's spread)."""
     if big is None or small is None:
         return None
     mb, ms = big["mean"], small["mean"]
     se_b, se_s = big["std"] / math.sqrt(big["n"]), small["std"] / math.sqrt(small["n"])
-    return {"relative": mb / ms - 1, "standard_error": math.hypot(se_b / ms, mb * se_s / ms ** 2)}
+    se = (math.hypot(se_b / ms, mb * se_s / ms ** 2) if min(big["n"], small["n"]) > 1
+          else None)
+    return {"relative": mb / ms - 1, "standard_error": se}
 
 
 def verdict(comparison: Optional[dict]) -> str:

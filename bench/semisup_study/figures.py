@@ -46,15 +46,14 @@ def figure1_lines(t, s: P.Scale) -> List[Line]:
     xs = [a.parameters() / 1e6 for a in (small, big)]
     out = []
     for b in FIGURE1_BUDGETS:
-        pair = (t.get("finetune_big", {}).get(b), t.get("finetune", {}).get(b))
-        rel = C.relative(*pair)
+        rel = C.relative(t.get("finetune_big", {}).get(b), t.get("finetune", {}).get(b))
         if not rel:
             continue
-        ys = [0.0, 100 * rel["relative"]]
-        if min(g["n"] for g in pair) < 2:
+        ys, se = [0.0, 100 * rel["relative"]], rel["standard_error"]
+        if se is None:
             out.append(Line(f"{P.BUDGET[b].label} (one seed on a side: no error bar)", xs, ys))
         else:
-            out.append(Line(P.BUDGET[b].label, xs, ys, [0.0, 100 * rel["standard_error"]]))
+            out.append(Line(P.BUDGET[b].label, xs, ys, [0.0, 100 * se]))
     return out
 
 

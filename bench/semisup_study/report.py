@@ -64,11 +64,10 @@ def _pct(x) -> str:
 
 
 def _comparison(c) -> str:
-    """The comparison's numbers; with one seed on a side no standard error (it would count
-    only the other side's spread, or none)."""
+    """The comparison's numbers (claims.py gives no standard error with one seed on a side)."""
     if not c:
         return ""
-    if c["n_min"] < 2:
+    if c["standard_error"] is None:
         return f" (difference {100 * c['difference']:+.2f} points, one seed on a side)"
     ci = ("" if c["low"] is None else
           f", 95% t-interval [{100 * c['low']:+.2f}, {100 * c['high']:+.2f}]")
@@ -102,9 +101,9 @@ def markdown(merged: dict, s: P.Scale) -> str:
     lines += ["", "## Claims (95% t-intervals; see bench/semisup_study/claims.py)", ""]
     for c in C.judge(t):
         rel = c["numbers"].get("relative")
-        one = c["comparison"] and c["comparison"]["n_min"] < 2
         extra = ("" if not rel else f"; relative improvement {100 * rel['relative']:+.1f}%"
-                 + ("" if one else f" ± {100 * rel['standard_error']:.1f}"))
+                 + ("" if rel["standard_error"] is None else
+                    f" ± {100 * rel['standard_error']:.1f}"))
         number = c["number"] if c["number"] == C.LONG else f"claim {c['number']}"
         lines.append(f"- {number}, **{c['verdict']}**: {c['claim']}"
                      f"{_comparison(c['comparison'])}{extra}")

@@ -248,6 +248,12 @@ def test_relative_improvement_by_hand():
     rel = C.relative(big, small)
     assert rel["relative"] == pytest.approx(0.90 / 0.80 - 1)
     assert rel["standard_error"] == pytest.approx((0.02 / math.sqrt(3)) / 0.80)
+    # one seed on a side: no standard error (it would count only the other side's spread)
+    one = C.relative(_s(0.915), small)
+    assert one["relative"] == pytest.approx(0.915 / 0.80 - 1) and one["standard_error"] is None
+    d = C.contrast([(1, _s(0.915)), (-1, big)])
+    assert d["difference"] == pytest.approx(0.015) and d["standard_error"] is None
+    assert C.verdict(d) == "not judged (n < 3 on a side)"
 
 
 def test_claims_on_a_table_by_hand():
