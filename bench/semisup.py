@@ -23,7 +23,9 @@ search, runner, study, pixels, curves, claims, report, figures). The protocol:
              baselines_10pct (the same at 10%), reference (x0.25 from scratch on all 55,000
              labels), head (x0.25 pretrained; fine-tuning from head layer 1 vs 0, linear
              evaluation), size (x0.5 pretrained for the same epochs, fine-tuned at
-             13/class and 1%), size_10pct (the same at 10%, seed 0 only), distill
+             13/class and 1%), size_10pct (the same at 10%: the search and seed 0),
+             size_10pct_seeds (seeds 1 and 2 at the configuration size_10pct recorded,
+             from the same encoder, rebuilt and checked against its kNN monitor), distill
              (self-distillation tau 0.1, big-to-small tau 1, Eq. 3 with labels), long (x0.25
              pretrained 30 epochs, fine-tuned and self-distilled), scratch_big and
              scratch_big_1pct (x0.5 from scratch at 13/class, at 1%).

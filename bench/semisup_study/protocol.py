@@ -69,7 +69,6 @@ class Arm:
       teacher: the arm whose run of the same budget and seed teaches it (distillation).
       budgets: label budgets (Scale.budgets keeps those of a scale).
       seeds: how many of the scale's subset seeds its finals use (1: the search's run only).
-      seeds_at: (budget, seeds) where an arm's finals use fewer seeds (a cut for compute).
       length: the key of Scale.images holding its length budget (None: the label budget's).
       curve: keep CURVE_POINTS checkpoints and draw the holdout curve of the longest run at
         the chosen learning rate and weight decay, which is run at `curve_length` (a length
@@ -84,7 +83,6 @@ class Arm:
     pretrain: Optional[str] = None
     teacher: Optional[str] = None
     seeds: int = 3
-    seeds_at: Tuple[Tuple[str, int], ...] = ()
     length: Optional[str] = None
     curve: bool = False
     curve_length: float = 0.0
@@ -100,10 +98,7 @@ ARMS = {a.name: a for a in (
     Arm("finetune", "SimCLRv2 fine-tuned (head layer 1)", "small", "finetune",
         (("ft_proj_selector", 1),), ("13pc", "1pct", "10pct"), pretrain="small"),
     Arm("finetune_big", "SimCLRv2 fine-tuned (head layer 1)", "big", "finetune",
-        (("ft_proj_selector", 1),), ("13pc", "1pct", "10pct"), pretrain="big",
-        seeds_at=(("10pct", 1),)),  # 10%: seed 0 only; its search alone goes to 16-32x
-    # the budget at x0.5 (~1.5 h with the pretraining), seeds 1 and 2 would add 0.7-1.4 h,
-    # and a part must finish on the machine it starts on (nothing but the repository stays)
+        (("ft_proj_selector", 1),), ("13pc", "1pct", "10pct"), pretrain="big"),
     Arm("finetune_head0", "SimCLRv2 fine-tuned (encoder output)", "small", "finetune",
         (("ft_proj_selector", 0),), ("13pc", "1pct"), pretrain="small"),
     Arm("linear", "SimCLRv2 linear eval (frozen encoder)", "small", "finetune",
@@ -130,15 +125,20 @@ ARMS = {a.name: a for a in (
 PIXEL_ROWS = (("pixels_logreg", "Logistic regression on raw pixels"),
               ("pixels_knn", "kNN on raw pixels"))
 
-# What each part runs: arm names, or (arm, budgets) for an arm whose budgets are split over
-# parts (the pixel references are in-process, no run.py); a part builds the pretrained
-# encoders and teachers it needs when --out does not hold them yet.
+# What each part runs: arm names, (arm, budgets) for an arm whose budgets are split over
+# parts, or (arm, budgets, seeds) for one whose seeds are: the part holding the first seed
+# searches and the other seeds' part trains them at the configuration that search chose,
+# read from its part file (the pixel references are in-process, no run.py). A part builds
+# the pretrained encoders and teachers it needs when --out does not hold them yet.
 PARTS = {"baselines": ("pixels", ("supervised", ("13pc", "1pct"))),
          "baselines_10pct": (("supervised", ("10pct",)),),
          "reference": (("supervised", ("100pct",)),),
          "head": ("finetune", "finetune_head0", "linear"),
          "size": (("finetune_big", ("13pc", "1pct")),),
-         "size_10pct": (("finetune_big", ("10pct",)),),
+         # x0.5 at 10%: its search went to 16x the budget (112 min with the pretraining),
+         # so seeds 1 and 2 (45 min, with the pretraining rebuilt 57) are a part of their own
+         "size_10pct": (("finetune_big", ("10pct",), (0,)),),
+         "size_10pct_seeds": (("finetune_big", ("10pct",), (1, 2)),),
          "distill": ("selfdistill", "big_to_small", "distill_labels"),
          "long": ("finetune_long", "selfdistill_long"),
          "scratch_big": (("supervised_big", ("13pc",)),),  # last: no claim's verdict
@@ -147,13 +147,29 @@ PART_ORDER = tuple(PARTS)
 
 
 def part_arms(part: str):
-    """[(arm name, budget names or None: all of the arm's)] of a part, pixels left out."""
-    return [(e, None) if isinstance(e, str) else e for e in PARTS[part] if e != "pixels"]
+    """[(arm name, budget names or None: all of the arm's, subset seeds or None: all of
+    the arm's)] of a part, pixels left out."""
+    out = []
+    for e in PARTS[part]:
+        if e != "pixels":
+            name, only, seeds = (e, None, None) if isinstance(e, str) else (*e, None)[:3]
+            out.append((name, only, seeds))
+    return out
 
 
 def arm_names():
     """Every arm some part runs."""
-    return {name for part in PARTS for name, _ in part_arms(part)}
+    return {name for part in PARTS for name, _, _ in part_arms(part)}
+
+
+def search_part(arm: str, budget: str, search_seed: int) -> str:
+    """The part that runs the search of `arm` at `budget` (the one holding its first seed)."""
+    for part in PART_ORDER:
+        for name, only, seeds in part_arms(part):
+            if name == arm and (only is None or budget in only) and (
+                    seeds is None or search_seed in seeds):
+                return part
+    raise KeyError(f"no part searches {arm} at {budget}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -188,8 +204,7 @@ class Scale:
 
     def arm_seeds(self, arm: Arm, budget: Budget):
         """Subset seeds of the arm's finals; all labels have one subset: the search's seed."""
-        n = dict(arm.seeds_at).get(budget.name, arm.seeds)
-        return self.seeds[:1] if budget.name == "100pct" else self.seeds[:n]
+        return self.seeds[:1] if budget.name == "100pct" else self.seeds[:arm.seeds]
 
 
 FULL = Scale(

@@ -21,25 +21,47 @@ def read_parts(directory: str) -> List[dict]:
 
 def merge(parts: List[dict]) -> dict:
     """One study from its parts: arms, pixel references, pretrainings, runs, and each part's
-    commit, CPU, precision and minutes. An arm at a budget must come from one part only."""
+    commit, CPU, precision and minutes. An arm at a budget comes from one part, or from
+    parts holding disjoint seeds of it at the configuration that one search chose; an encoder
+    recorded by two parts must be the same one (the same kNN monitor)."""
     out = {"arms": {}, "pixels": {}, "pretrains": {}, "runs": {}, "parts": {}}
     for part in parts:
         name = part["part"]
         for arm, per_budget in part.get("arms", {}).items():
             for budget, result in per_budget.items():
-                if budget in out["arms"].get(arm, {}):
-                    raise ValueError(f"{arm} at {budget} is in two parts' results ({name} and "
-                                     "an earlier one): delete one of the part files.")
-                out["arms"].setdefault(arm, {})[budget] = dict(result, part=name)
+                have = out["arms"].get(arm, {}).get(budget)
+                out["arms"].setdefault(arm, {})[budget] = (
+                    _seeds_joined(have, result, arm, budget, name) if have
+                    else dict(result, part=name))
         for method, per_budget in part.get("pixels", {}).items():
             out["pixels"].setdefault(method, {}).update(per_budget)
-        out["pretrains"].update(part.get("pretrains", {}))
+        for pre, rec in part.get("pretrains", {}).items():
+            if pre in out["pretrains"] and out["pretrains"][pre]["knn_curve"] != rec["knn_curve"]:
+                raise ValueError(f"part {name} was made from another encoder {pre} than an "
+                                 "earlier part (their kNN monitors differ): rerun one of them "
+                                 "into the other's --out.")
+            out["pretrains"][pre] = rec
         for run, rec in part.get("runs", {}).items():
             if rec.get("owner") != "dependency":
                 out["runs"][run] = dict(rec, part=name)
         out["parts"][name] = {k: part.get(k) for k in (
             "scale", "commit", "cpu", "precision", "minutes_of_runs", "minutes_of_own_runs")}
     return out
+
+
+def _seeds_joined(have: dict, result: dict, arm: str, budget: str, name: str) -> dict:
+    """One arm at one budget from two parts: disjoint seeds, the same chosen configuration."""
+    if set(have["finals"]) & set(result["finals"]) or (
+            have["search"].get("chosen") != result["search"].get("chosen")):
+        raise ValueError(f"{arm} at {budget} is in two parts' results ({name} and "
+                         f"{have['part']}) with the same seeds or another configuration: "
+                         "delete one of the part files.")
+    searched = have if "recorded_by" not in have["search"] else result
+    joined = dict(searched, part=f"{have['part']}+{name}")
+    for key in ("finals", "runs", "teachers"):
+        if have.get(key) is not None:
+            joined[key] = dict(sorted({**have[key], **result[key]}.items()))
+    return joined
 
 
 def table(merged: dict) -> Dict[str, Dict[str, dict]]:

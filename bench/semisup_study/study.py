@@ -93,46 +93,79 @@ class Study:
                 "seed": seed, "batch": run.batch, "knn_curve": curve}
         return run.name
 
-    def arm(self, arm: P.Arm, budget: P.Budget) -> dict:
-        """The arm at `budget`: its search (seed 0, holdout), finals (test), curve. Seeds are
-        keys as strings (as JSON keeps them)."""
-        cached = self._arms.get((arm.name, budget.name))
+    def arm(self, arm: P.Arm, budget: P.Budget, only=None) -> dict:
+        """The arm at `budget`: its search (seed 0, holdout), finals (test), curve. `only`:
+        the subset seeds of this part (None: all the arm's); without the search's seed the
+        search is the one its own part recorded (`recorded_search`). Seeds are keys as
+        strings (as JSON keeps them)."""
+        every = self.s.arm_seeds(arm, budget)
+        seeds = tuple(x for x in every if only is None or x in only)
+        cached = self._arms.get((arm.name, budget.name, seeds))
         if cached:
             return cached
-        seeds = self.s.arm_seeds(arm, budget)
+        searching = seeds[0] == every[0]
         if arm.pretrain:
             for seed in sorted({P.pretrain_seed(self.s, x) for x in seeds}):
                 self.pretrain(arm.pretrain, seed)
         teachers = {seed: self.teacher_run(arm, budget, seed) for seed in seeds}
-        record = search.search(self.s.rule, lambda point: self._score(self._execute(
-            P.arm_run(self.s, arm, budget, point, seeds[0], "holdout", teachers[seeds[0]]),
-            "train")))
+        if searching:
+            record = search.search(self.s.rule, lambda point: self._score(self._execute(
+                P.arm_run(self.s, arm, budget, point, seeds[0], "holdout", teachers[seeds[0]]),
+                "train")))
+        else:
+            record = self.recorded_search(arm, budget, every[0])
         runs = {seed: P.arm_run(self.s, arm, budget, record["chosen"], seed,
-                                "holdout" if seed == seeds[0] else "test", teachers[seed])
+                                "holdout" if seed == every[0] else "test", teachers[seed])
                 for seed in seeds}
-        finals = self._finals(runs, seeds, failed=record["chosen_score"] is None)
+        finals = self._finals(runs, seeds, every[0], failed=record["chosen_score"] is None)
         curve_run = (self._curve_run(arm, budget, record, seeds[0], teachers[seeds[0]])
-                     if arm.curve and record["chosen_score"] is not None else None)
+                     if searching and arm.curve and record["chosen_score"] is not None
+                     else None)
         result = {"arm": arm.name, "budget": budget.name, "network": self.s.nets[arm.net].label,
                   "batch": runs[seeds[0]].batch, "search": record, "finals": finals,
                   "runs": {str(seed): run.name for seed, run in runs.items()},
                   "teachers": {str(k): v for k, v in teachers.items()} if arm.teacher else None,
                   "curve_run": curve_run and curve_run.name,
                   "curve": curve_run and self._curve(curve_run, teachers[seeds[0]])}
-        self._arms[arm.name, budget.name] = result
+        self._arms[arm.name, budget.name, seeds] = result
         if self.owner == arm.name:
             self.records["arms"].setdefault(arm.name, {})[budget.name] = result
         return result
 
-    def _finals(self, runs: Dict[int, P.Run], seeds, failed: bool) -> Dict[str, float]:
-        """Test top-1 per seed: the search's chosen run (seed 0) read on test once, the other
-        seeds trained with its settings and evaluated on test (None: the loss diverged)."""
+    def recorded_search(self, arm: P.Arm, budget: P.Budget, search_seed: int) -> dict:
+        """The search of `arm` at `budget` as the part that ran it recorded it in its part
+        file here, after checking that the encoders this part built are the ones that search
+        started from (a projection without that file runs the same rule on its own scores)."""
+        owner = P.search_part(arm.name, budget.name, search_seed)
+        path = results_path(self.results_dir, owner)
+        part = harness.read_json(path) or {}
+        found = part.get("arms", {}).get(arm.name, {}).get(budget.name)
+        if self.projection:
+            return (dict(found["search"]) if found and part.get("scale") == self.scale_name
+                    else search.search(self.s.rule, self.projection))
+        if part.get("scale") != self.scale_name or not found:
+            raise SystemExit(
+                f"part {self.part} trains {arm.name} at {budget.name} with the configuration "
+                f"that part {owner} chose, and {path} has no such search at --scale="
+                f"{self.scale_name}: run --part={owner} --scale={self.scale_name} first.")
+        for name, pre in self.records["pretrains"].items():
+            theirs = part.get("pretrains", {}).get(name)
+            if theirs and theirs["knn_curve"] != pre["knn_curve"]:
+                raise SystemExit(
+                    f"the encoder {name} built here is not the one part {owner} searched "
+                    f"from (kNN monitor {pre['knn_curve']} here, {theirs['knn_curve']} in "
+                    f"{path}): run --part={owner} again into this --out, on this machine.")
+        return dict(found["search"], recorded_by=f"part {owner}, commit {part.get('commit')}")
+
+    def _finals(self, runs: Dict[int, P.Run], seeds, search_seed: int,
+                failed: bool) -> Dict[str, float]:
+        """Test top-1 per seed: the search's chosen run (seed `search_seed`) read on test
+        once, the other seeds trained with its settings and evaluated on test (None: the loss
+        diverged)."""
         if failed:  # every trial diverged: nothing to test
             return {str(seed): None for seed in seeds}
-        finals = {str(seeds[0]): self._score(self._execute(runs[seeds[0]], "test"))}
-        for seed in seeds[1:]:
-            finals[str(seed)] = self._score(self._execute(runs[seed], "train"))
-        return finals
+        return {str(seed): self._score(self._execute(
+            runs[seed], "test" if seed == search_seed else "train")) for seed in seeds}
 
     def teacher_run(self, arm: P.Arm, budget: P.Budget, seed: int) -> Optional[str]:
         """The run directory name of the teacher of `arm`'s run with subset seed `seed`."""
@@ -187,11 +220,11 @@ class Study:
         self.part = part
         if "pixels" in P.PARTS[part]:
             self.pixel_references()
-        for name, only in P.part_arms(part):
+        for name, only, seeds in P.part_arms(part):
             arm = P.ARMS[name]
             for budget in self.s.arm_budgets(arm, only):
                 self.owner = arm.name
-                self.arm(arm, budget)
+                self.arm(arm, budget, seeds)
                 self.owner = None
                 if not self.projection:
                     self.write(part)
