@@ -150,7 +150,7 @@ class Study:
                 f"{self.scale_name}: run --part={owner} --scale={self.scale_name} first.")
         for name, pre in self.records["pretrains"].items():
             theirs = part.get("pretrains", {}).get(name)
-            if theirs and theirs["knn_curve"] != pre["knn_curve"]:
+            if theirs and theirs["knn_curve"] != [list(p) for p in pre["knn_curve"]]:
                 raise SystemExit(
                     f"the encoder {name} built here is not the one part {owner} searched "
                     f"from (kNN monitor {pre['knn_curve']} here, {theirs['knn_curve']} in "

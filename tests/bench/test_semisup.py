@@ -540,7 +540,7 @@ def test_a_part_of_seeds_trains_at_its_search_parts_choice_from_the_same_encoder
     another --out, builds the encoder again and trains seeds 1 and 2 only, at the recorded
     choice; the merge joins the seeds. A different encoder or no recorded search stops it."""
     docs = tmp_path / "docs"
-    executed = _fake_runs(monkeypatch, [[0, 0.39], [215, 0.74]])
+    executed = _fake_runs(monkeypatch, [(0, 0.39), (215, 0.74)])  # as TensorBoard reads
     first = Study(P.FULL, "full", str(tmp_path / "a"), str(docs), CPU)
     first.run_part("size_10pct")
     first.write("size_10pct")
@@ -571,7 +571,7 @@ def test_a_part_of_seeds_trains_at_its_search_parts_choice_from_the_same_encoder
     assert joined["search"] == searched["search"]  # the search part's record, as run
     assert report.table(merged)["finetune_big"]["10pct"]["mean"] == pytest.approx(0.889)
 
-    _fake_runs(monkeypatch, [[0, 0.39], [215, 0.75]])  # another encoder
+    _fake_runs(monkeypatch, [(0, 0.39), (215, 0.75)])  # another encoder
     with pytest.raises(SystemExit, match="not the one part size_10pct searched from"):
         Study(P.FULL, "full", str(tmp_path / "c"), str(docs), CPU).run_part(
             "size_10pct_seeds")
