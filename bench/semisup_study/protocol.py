@@ -215,13 +215,14 @@ FULL = Scale(
     budgets=("13pc", "1pct", "10pct", "100pct"), seeds=(0, 1, 2))
 
 # Every hand-over in minutes: a search of one point (the rule itself is tested without runs),
-# 2 seeds, 2 steps per run.
+# 2 seeds, 2 steps per run; 10% for the part that holds only some seeds (size_10pct_seeds).
 SMOKE_RULE = search.Rule((
     search.Axis("learning_rate", (0.1,), down=(), up=(), start=0.1),
     search.Axis("weight_decay", (5e-4,), down=(), up=(), start=5e-4),
     search.Axis("length", (1.0,), down=None, up=(), start=1.0)))
 SMOKE = dataclasses.replace(
-    FULL, pretrain_epochs={"small": 0.01, "big": 0.01, "long": 0.02}, budgets=("1pct", "100pct"),
+    FULL, pretrain_epochs={"small": 0.01, "big": 0.01, "long": 0.02},
+    budgets=("1pct", "10pct", "100pct"),
     seeds=(0, 1), rule=SMOKE_RULE, batch=dict(pretrain=32, finetune=32, distill=32),
     train_steps=2, eval_steps=1, eval_batch_size=64, knn_eval_examples=128, steps_per_loop=1,
     checkpoint_steps=1, logreg_iterations=3)

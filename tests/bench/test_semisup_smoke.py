@@ -58,7 +58,15 @@ def test_every_part_hands_over_and_resumes(tmp_path):
                 "pretrain_r18x0.25_e0.02_p0"):
         assert parts["head"]["pretrains"].get(pre) or parts["size"]["pretrains"].get(pre) or \
             parts["long"]["pretrains"].get(pre)
+    # x0.5 at 10%: size_10pct searched and tested seed 0; size_10pct_seeds trained seed 1 at
+    # the configuration it recorded (no trial of its own), from the same encoder; merged
+    seeds_part = parts["size_10pct_seeds"]
+    assert [r for r in seeds_part["runs"] if r.startswith("finetune_big")] == [
+        parts["size_10pct"]["arms"]["finetune_big"]["10pct"]["runs"]["0"][:-1] + "1"]
+    assert seeds_part["arms"]["finetune_big"]["10pct"]["search"]["recorded_by"].startswith(
+        "part size_10pct")
     merged = json.loads((tmp_path / "study" / "results.json").read_text())
+    assert merged["table"]["finetune_big"]["10pct"]["n"] == 2
     assert set(merged["table"]) >= set(arms) | {"pixels_logreg", "pixels_knn"}
     md = (tmp_path / "study" / "results.md").read_text()
     assert "| Supervised, from scratch | ResNet-18 x0.25 |" in md and "claim 4" in md
