@@ -125,6 +125,10 @@ def judge(t: Dict[str, Dict[str, dict]]) -> List[dict]:
     for b in ("13pc", "1pct", "10pct"):
         out.append(_claim(1, f"{b}: SimCLRv2 fine-tuned beats supervised from scratch",
                           diff(g("finetune", b), g("supervised", b))))
+    for b in ("13pc", "1pct"):  # the same at x0.5 (no x0.5 from scratch at 10%: cut)
+        out.append(_claim(1, f"{b}, ResNet-18 x0.5: SimCLRv2 fine-tuned beats the same "
+                          "network from scratch", diff(g("finetune_big", b),
+                                                      g("supervised_big", b))))
     for few in ("13pc", "1pct"):
         out.append(_claim(1, f"the gain over supervised is larger at {few} than at 10pct",
                           gain(g("finetune", few), g("supervised", few),

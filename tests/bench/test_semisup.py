@@ -277,6 +277,14 @@ def test_claims_on_a_table_by_hand():
     assert distill["verdict"] == "holds"
     assert out["1pct: SimCLRv2 fine-tuned beats supervised from scratch"]["verdict"] == (
         "not measured")
+    t["finetune_big"] = {"1pct": _s(0.84, 0.85, 0.86)}
+    t["supervised_big"] = {"1pct": _s(0.80, 0.84, 0.88)}
+    big = {c["claim"]: c for c in C.judge(t)}[
+        "1pct, ResNet-18 x0.5: SimCLRv2 fine-tuned beats the same network from scratch"]
+    assert big["comparison"]["difference"] == pytest.approx(0.01)
+    assert big["comparison"]["standard_error"] == pytest.approx(math.sqrt(0.0001 / 3 +
+                                                                          0.0016 / 3))
+    assert big["verdict"] == "not shown (the interval contains 0)"
     # the long part: against 4 pretraining epochs and against from scratch (none at 1%: not
     # measured); its one-seed self-distillation is not judged
     t["finetune_long"] = {"1pct": _s(0.85, 0.86, 0.87)}
