@@ -143,18 +143,20 @@ class Study:
         if self.projection:
             return (dict(found["search"]) if found and part.get("scale") == self.scale_name
                     else search.search(self.s.rule, self.projection))
+        again = (f"python -m bench.semisup --part={owner} --scale={self.scale_name} "
+                 f"--out={self.out}")
         if part.get("scale") != self.scale_name or not found:
             raise SystemExit(
                 f"part {self.part} trains {arm.name} at {budget.name} with the configuration "
                 f"that part {owner} chose, and {path} has no such search at --scale="
-                f"{self.scale_name}: run --part={owner} --scale={self.scale_name} first.")
+                f"{self.scale_name}: run `{again}` first.")
         for name, pre in self.records["pretrains"].items():
             theirs = part.get("pretrains", {}).get(name)
             if theirs and theirs["knn_curve"] != [list(p) for p in pre["knn_curve"]]:
                 raise SystemExit(
                     f"the encoder {name} built here is not the one part {owner} searched "
                     f"from (kNN monitor {pre['knn_curve']} here, {theirs['knn_curve']} in "
-                    f"{path}): run --part={owner} again into this --out, on this machine.")
+                    f"{path}): run `{again}` on this machine, then this part again.")
         return dict(found["search"], recorded_by=f"part {owner}, commit {part.get('commit')}")
 
     def _finals(self, runs: Dict[int, P.Run], seeds, search_seed: int,

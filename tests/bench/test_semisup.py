@@ -583,7 +583,8 @@ def test_a_part_of_seeds_trains_at_its_search_parts_choice_from_the_same_encoder
     with pytest.raises(SystemExit, match="not the one part size_10pct searched from"):
         Study(P.FULL, "full", str(tmp_path / "c"), str(docs), CPU).run_part(
             "size_10pct_seeds")
-    with pytest.raises(SystemExit, match="run --part=size_10pct --scale=full first"):
+    with pytest.raises(SystemExit, match=f"run `python -m bench.semisup --part=size_10pct "
+                       f"--scale=full --out={tmp_path / 'd'}` first"):
         Study(P.FULL, "full", str(tmp_path / "d"), str(tmp_path / "empty"), CPU).run_part(
             "size_10pct_seeds")
 
