@@ -90,7 +90,8 @@ class Study:
                 os.path.join(self.runs_dir, run.name))
             self.records["pretrains"][run.name] = {
                 "net": self.s.nets[net].label, "epochs": self.s.pretrain_epochs[net],
-                "seed": seed, "batch": run.batch, "knn_curve": curve}
+                "seed": seed, "batch": run.batch,
+                "knn_curve": [list(p) for p in curve]}  # [step, top-1], as JSON keeps it
         return run.name
 
     def arm(self, arm: P.Arm, budget: P.Budget, only=None) -> dict:
@@ -152,7 +153,7 @@ class Study:
                 f"{self.scale_name}: run `{again}` first.")
         for name, pre in self.records["pretrains"].items():
             theirs = part.get("pretrains", {}).get(name)
-            if theirs and theirs["knn_curve"] != [list(p) for p in pre["knn_curve"]]:
+            if theirs and theirs["knn_curve"] != pre["knn_curve"]:
                 raise SystemExit(
                     f"the encoder {name} built here is not the one part {owner} searched "
                     f"from (kNN monitor {pre['knn_curve']} here, {theirs['knn_curve']} in "
